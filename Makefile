@@ -1,0 +1,28 @@
+# make setup: .venv with torch==2.13.0 (the CPU build that lies on disk) installed first,
+# then rnnkit in editable mode with its test extras.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup test demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest tests
+
+demo: setup
+	$(PY) -m rnnkit.demo
+
+bench: setup
+	$(PY) -m benchmarks.speed
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,78 @@
+"""One entry point that runs a cell over a sequence, on whichever kernel is chosen.
+
+``RNNKIT_KERNEL=reference|bptt|cpu`` forces a kernel; otherwise the fused C++ kernel is
+used for CPU tensors when it is built, and the hand-derived ``bptt`` kernel otherwise
+(with one warning if the C++ build was expected but failed).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+from rnnkit.kernels import bptt, reference
+
+__all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel"]
+
+KERNELS = ("reference", "bptt", "cpu")
+_cpu_state = {}
+
+
+def cpu_kernel():
+    """The fused CPU kernel module, or None (warning once) when it cannot be built."""
+    if "module" not in _cpu_state:
+        module = None
+        try:
+            from rnnkit.kernels import cpu
+            reason = cpu.unavailable_reason()
+            if reason is None:
+                module = cpu
+            else:
+                warnings.warn(f"rnnkit: fused CPU kernel unavailable ({reason}); "
+                              "falling back to the bptt kernel", RuntimeWarning, stacklevel=3)
+        except ImportError:
+            pass  # no C++ sources in this build: bptt is the fastest kernel there is
+        _cpu_state["module"] = module
+    return _cpu_state["module"]
+
+
+def choose_kernel(x, kernel=None) -> str:
+    """Name of the kernel to run: ``kernel`` argument, then RNNKIT_KERNEL, then fastest."""
+    name = kernel or os.environ.get("RNNKIT_KERNEL") or None
+    if name is not None:
+        if name not in KERNELS:
+            raise ValueError(f"RNNKIT_KERNEL must be one of {KERNELS}, got {name!r}")
+        if name == "cpu" and cpu_kernel() is None:
+            raise ValueError("kernel 'cpu' was requested but the fused CPU kernel is "
+                             "not available in this build")
+        return name
+    if x.device.type == "cpu" and cpu_kernel() is not None and cpu_kernel().supports(x):
+        return "cpu"
+    return "bptt"
+
+
+def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
+        zoneout=None, kernel=None):
+    """Run ``spec``'s cell over ``x`` (T, B, H_in) from ``state0``.
+
+    Args:
+        spec: a :class:`rnnkit.cells.CellSpec`.
+        x: (T, B, H_in) input.
+        state0: tuple of initial states, ``(h0,)`` or ``(h0, c0)``, each (B, S).
+        params: dict of parameter tensors by name (``spec.param_names()``).
+        reverse: process t = T-1 .. 0 (the backward direction of a bidirectional layer).
+        lengths: optional (B,) int64 sequence lengths (CPU); steps past a sequence's
+            length leave its state unchanged and output zeros.
+        h_mask: optional (B, H_out) recurrent-dropout mask multiplying h before W_hh.
+        zoneout: optional tuple, one tensor per state, broadcastable to (T, B, S):
+            0/1 masks in training, the zoneout rate in evaluation.
+        kernel: force a kernel by name (otherwise RNNKIT_KERNEL, then the fastest).
+
+    Returns:
+        ``(outputs, final_state)``: outputs (T, B, H_out) and a tuple like ``state0``.
+    """
+    name = choose_kernel(x, kernel)
+    impl = {"reference": reference.run, "bptt": bptt.run}.get(name)
+    if impl is None:
+        impl = cpu_kernel().run
+    return impl(spec, x, tuple(state0), params, reverse=reverse, lengths=lengths,
+                h_mask=h_mask, zoneout=zoneout)

@@ -1,0 +1,6 @@
+"""rnnkit: recurrent neural networks on PyTorch, from the equations to fused kernels."""
+from rnnkit.clip import clip_grad_norm
+from rnnkit.layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "clip_grad_norm"]
+__version__ = "0.1.0"

@@ -1,0 +1,493 @@
+r"""Recurrent layers that are drop-in replacements for ``torch.nn.RNN / LSTM / GRU``.
+
+Same constructor arguments, same forward signature, same ``state_dict`` keys
+(``weight_ih_l{k}{_reverse}`` ...), PackedSequence in and out, unbatched input; plus the
+options torch.nn lacks, each composable with the others:
+
+============================  =========================================================
+``forget_bias`` (LSTM)        added to the forget-gate block of ``bias_ih`` at init
+                              (default 0 as torch; 1.0 is Jozefowicz et al. 2015's advice)
+``peephole`` (LSTM)           diagonal c -> gate weights (Gers & Schmidhuber 2000)
+``layer_norm`` (LSTM)         LN-LSTM (Ba et al. 2016), see :mod:`rnnkit.cells.lstm`
+``activation`` (RNN)          'tanh' | 'relu' | 'sigmoid' | (function, derivative)
+``reset_after`` (GRU)         True: torch/cuDNN formulation; False: Cho et al. 2014
+``recurrent_dropout``         variational dropout on h before W_hh, one mask per
+                              sequence (Gal & Ghahramani 2016)
+``weight_drop``               DropConnect on W_hh, one mask per forward (Merity et al. 2017)
+``zoneout``                   each unit of the state keeps its previous value with this
+                              probability (Krueger et al. 2016); expectation in eval
+============================  =========================================================
+
+Dropout-style options act only in training mode. The state order is ``(h, c)`` everywhere.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from rnnkit.cells import CellSpec, get_activation
+from rnnkit.kernels import dispatch
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
+
+def _check_size(owner, name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+
+
+def _check_rate(owner, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a float in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{owner}: {name} must be in [0, 1), got {value}")
+
+
+def _make_spec(owner, family, input_size, hidden_size, bias, *, activation, proj_size,
+               forget_bias, peephole, layer_norm, reset_after) -> CellSpec:
+    """Validate the equation options for one family and build its CellSpec."""
+    _check_size(owner, "input_size", input_size)
+    _check_size(owner, "hidden_size", hidden_size)
+    _check_size(owner, "proj_size", proj_size, minimum=0)
+    lstm_options = {"forget_bias": forget_bias, "peephole": peephole,
+                    "layer_norm": layer_norm, "proj_size": proj_size}
+    if family != "lstm":
+        for name, value in lstm_options.items():
+            if value:
+                raise ValueError(f"{owner}: {name} is an LSTM option, got {name}={value!r}")
+    if family != "rnn" and activation is not None:
+        raise ValueError(f"{owner}: activation is an RNN option (LSTM/GRU gates are fixed), "
+                         f"got activation={activation!r}")
+    if family != "gru" and reset_after is not True:
+        raise ValueError(f"{owner}: reset_after is a GRU option, got reset_after={reset_after!r}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"{owner}: proj_size must be smaller than hidden_size={hidden_size}, "
+                         f"got {proj_size}")
+    if forget_bias != 0 and not bias:
+        raise ValueError(f"{owner}: forget_bias={forget_bias} needs bias=True, got bias=False")
+    return CellSpec(family, input_size, hidden_size, bias=bias,
+                    activation=get_activation(activation or "tanh", owner),
+                    proj_size=proj_size, peephole=bool(peephole),
+                    layer_norm=bool(layer_norm), reset_after=bool(reset_after))
+
+
+def _init_cell_parameters(module, names, spec, forget_bias):
+    """torch.nn's init (U(-1/√H, 1/√H)) for every weight; LN gains 1, shifts 0.
+
+    ``names`` maps cell parameter names to the module's attribute names.
+    """
+    bound = 1.0 / math.sqrt(spec.hidden_size)
+    with torch.no_grad():
+        for base, attribute in names.items():
+            param = getattr(module, attribute)
+            if base.startswith("ln_"):
+                param.fill_(1.0 if base.endswith("_weight") else 0.0)
+            else:
+                param.uniform_(-bound, bound)
+            if base == "bias_ih" and forget_bias:
+                H = spec.hidden_size
+                param[H:2 * H] += forget_bias  # gate order i|f|g|o
+
+
+def _check_input(owner, input, input_size):
+    if not torch.is_tensor(input):
+        raise TypeError(f"{owner}: input must be a Tensor or PackedSequence, "
+                        f"got {type(input).__name__}")
+    if not input.is_floating_point():
+        raise TypeError(f"{owner}: input must be a floating-point tensor, got {input.dtype}")
+    if input.size(-1) != input_size:
+        raise ValueError(f"{owner}: input.size(-1) must equal input_size={input_size}, "
+                         f"got {input.size(-1)}")
+
+
+def _check_state(owner, name, value, shape, like):
+    if not torch.is_tensor(value):
+        raise TypeError(f"{owner}: {name} must be a Tensor, got {type(value).__name__}")
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{owner}: {name} must have shape {tuple(shape)}, "
+                         f"got {tuple(value.shape)}")
+    if value.dtype != like.dtype:
+        raise TypeError(f"{owner}: {name} must have dtype {like.dtype} like the input, "
+                        f"got {value.dtype}")
+    if value.device != like.device:
+        raise ValueError(f"{owner}: {name} must be on device {like.device} like the input, "
+                         f"got {value.device}")
+
+
+class RNNBase(nn.Module):
+    """Multi-layer, optionally bidirectional recurrent layer over any cell family."""
+
+    family = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, *, activation=None,
+                 forget_bias=0.0, peephole=False, layer_norm=False, reset_after=True,
+                 recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0,
+                 device=None, dtype=None):
+        super().__init__()
+        owner = type(self).__name__
+        _check_size(owner, "num_layers", num_layers)
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout),
+                           ("weight_drop", weight_drop), ("zoneout", zoneout)):
+            _check_rate(owner, name, rate)
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"{owner}: dropout={dropout} acts between layers, so it does "
+                          f"nothing with num_layers=1", UserWarning, stacklevel=2)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.proj_size = bool(bidirectional), proj_size
+        self.forget_bias, self.peephole, self.layer_norm = forget_bias, peephole, layer_norm
+        self.reset_after, self.activation = reset_after, activation
+        self.recurrent_dropout, self.weight_drop = float(recurrent_dropout), float(weight_drop)
+        self.zoneout = float(zoneout)
+        directions = 2 if bidirectional else 1
+        output_size = proj_size if proj_size > 0 else hidden_size
+        options = dict(activation=activation, proj_size=proj_size, forget_bias=forget_bias,
+                       peephole=peephole, layer_norm=layer_norm, reset_after=reset_after)
+        self._specs = []
+        self._param_names = []  # per (layer, direction): {cell name: attribute name}
+        factory = {"device": device, "dtype": dtype}
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else output_size * directions
+            spec = _make_spec(owner, self.family, layer_input, hidden_size, bias, **options)
+            self._specs.append(spec)
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                names = {}
+                for name, shape in spec.param_shapes().items():
+                    self.register_parameter(name + suffix,
+                                            nn.Parameter(torch.empty(shape, **factory)))
+                    names[name] = name + suffix
+                self._param_names.append(names)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """torch.nn's initialisation, then the forget bias and layer-norm gains."""
+        for index, names in enumerate(self._param_names):
+            spec = self._specs[index // self.num_directions]
+            _init_cell_parameters(self, names, spec, self.forget_bias)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size if self.proj_size > 0 else self.hidden_size
+
+    def flatten_parameters(self):
+        """No-op, for code written against torch.nn (there is no cuDNN weight buffer)."""
+
+    def forward(self, input, hx=None):
+        """Run over a (L, N, H_in) / (N, L, H_in) / (L, H_in) tensor or a PackedSequence.
+
+        Returns ``(output, h_n)`` for RNN/GRU and ``(output, (h_n, c_n))`` for LSTM, with
+        torch.nn's shapes: output (L, N, D*H_out), h_n (D*num_layers, N, H_out),
+        c_n (D*num_layers, N, H_cell).
+        """
+        owner = type(self).__name__
+        lengths = None
+        if isinstance(input, PackedSequence):
+            packed = input
+            x, lengths = pad_packed_sequence(packed)  # (T, N, H_in), original batch order
+            batched = True
+        else:
+            packed = None
+            _check_input(owner, input, self.input_size)
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{owner}: input must be 2-D (unbatched) or 3-D (batched), "
+                                 f"got {input.dim()}-D with shape {tuple(input.shape)}")
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(1)
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)
+        _check_input(owner, x, self.input_size)
+        state0 = self._initial_state(hx, x, batched)
+        output, state = self._run_layers(x, state0, lengths)
+        if packed is not None:
+            output = _repack(output, packed)
+        elif not batched:
+            output = output.squeeze(1)
+            state = tuple(s.squeeze(1) for s in state)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (state if self.family == "lstm" else state[0])
+
+    def _initial_state(self, hx, x, batched):
+        """hx validated and brought to (D*num_layers, N, S) per state tensor; zeros if None."""
+        owner = type(self).__name__
+        batch, depth = x.size(1), self.num_layers * self.num_directions
+        sizes = self._specs[0].state_sizes
+        if hx is None:
+            return tuple(x.new_zeros(depth, batch, size) for size in sizes)
+        if self.family == "lstm":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"{owner}: hx must be a tuple (h_0, c_0), got "
+                                f"{type(hx).__name__}")
+            states, names = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
+        else:
+            states, names = (hx,), ("hx",)
+        result = []
+        for value, name, size in zip(states, names, sizes):
+            shape = (depth, batch, size) if batched else (depth, size)
+            _check_state(owner, name, value, shape, x)
+            result.append(value if batched else value.unsqueeze(1))
+        return tuple(result)
+
+    def _run_layers(self, x, state0, lengths):
+        """Every layer and direction through ``dispatch.run``; dropout between layers."""
+        layer_input = x
+        finals = []
+        for layer in range(self.num_layers):
+            spec = self._specs[layer]
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                batch = x.size(1)
+                out, state = dispatch.run(
+                    spec, layer_input, tuple(s[index] for s in state0),
+                    self._cell_params(index), reverse=direction == 1, lengths=lengths,
+                    h_mask=self._recurrent_mask(batch, layer_input),
+                    zoneout=self._zoneout(spec, layer_input))
+                outputs.append(out)
+                finals.append(state)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        final_state = tuple(torch.stack(parts) for parts in zip(*finals))
+        return layer_input, final_state
+
+    def _cell_params(self, index):
+        params = {name: getattr(self, attr) for name, attr in self._param_names[index].items()}
+        if self.weight_drop > 0 and self.training:
+            params["weight_hh"] = F.dropout(params["weight_hh"], self.weight_drop, training=True)
+        return params
+
+    def _recurrent_mask(self, batch, like):
+        """One variational-dropout mask per sequence, kept for all steps (Gal & Ghahramani)."""
+        if self.recurrent_dropout == 0 or not self.training:
+            return None
+        keep = 1 - self.recurrent_dropout
+        mask = like.new_empty(batch, self.output_size).bernoulli_(keep)
+        return mask / keep
+
+    def _zoneout(self, spec, like):
+        """Zoneout masks (1 = keep the previous value) in training, the rate in eval."""
+        if self.zoneout == 0:
+            return None
+        if not self.training:
+            return tuple(like.new_tensor(self.zoneout) for _ in spec.state_sizes)
+        steps, batch = like.size(0), like.size(1)
+        return tuple(like.new_empty(steps, batch, size).bernoulli_(self.zoneout)
+                     for size in spec.state_sizes)
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.input_size}, {self.hidden_size}"]
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                        bidirectional=False, proj_size=0, activation=None, forget_bias=0.0,
+                        peephole=False, layer_norm=False, reset_after=True,
+                        recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0)
+        for name, default in defaults.items():
+            value = getattr(self, name)
+            if value != default:
+                parts.append(f"{name}={value!r}")
+        return ", ".join(parts)
+
+
+def _repack(output, packed):
+    """Padded (T, N, *) output in original batch order -> PackedSequence like ``packed``."""
+    sorted_output = output
+    if packed.sorted_indices is not None:
+        sorted_output = output.index_select(1, packed.sorted_indices.to(output.device))
+    batch_sizes = packed.batch_sizes
+    # in sorted order the sequences alive at step t are exactly the first batch_sizes[t]
+    alive = torch.arange(sorted_output.size(1)).unsqueeze(0) < batch_sizes.unsqueeze(1)
+    data = sorted_output[alive.to(output.device)]  # (sum of lengths, *), time-major
+    return PackedSequence(data, batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+
+
+class RNN(RNNBase):
+    r"""Multi-layer Elman RNN, a drop-in for :class:`torch.nn.RNN`.
+
+    .. math::
+        h_t = φ(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})
+
+    Args:
+        input_size: H_in. hidden_size: H. num_layers: stacked layers (default 1).
+        nonlinearity: ``'tanh'`` (default) or ``'relu'``, as torch; ``activation`` also
+            takes ``'sigmoid'`` or a ``(function, derivative)`` pair.
+        bias, batch_first, dropout, bidirectional: as torch.nn.RNN.
+        recurrent_dropout, weight_drop, zoneout: see :mod:`rnnkit.layers`.
+
+    Shapes: input (L, N, H_in) (or (N, L, H_in) with batch_first, or (L, H_in)),
+    h_0 (D*num_layers, N, H); output (L, N, D*H), h_n (D*num_layers, N, H).
+
+    Example::
+
+        >>> rnn = rnnkit.RNN(10, 20, num_layers=2, activation="sigmoid")
+        >>> output, h_n = rnn(torch.randn(5, 3, 10))
+    """
+
+    family = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, **options):
+        activation = options.pop("activation", None)
+        if activation is not None and nonlinearity != "tanh" and activation != nonlinearity:
+            raise ValueError(f"RNN: give either nonlinearity or activation, got "
+                             f"nonlinearity={nonlinearity!r} and activation={activation!r}")
+        if activation is None:
+            if nonlinearity not in ("tanh", "relu"):
+                raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu' (use activation= "
+                                 f"for others), got {nonlinearity!r}")
+            activation = nonlinearity
+        self.nonlinearity = activation if isinstance(activation, str) else "custom"
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, activation=activation, **options)
+        if self.activation == "tanh":
+            self.activation = None  # the default: keep extra_repr torch-like
+
+
+class LSTM(RNNBase):
+    r"""Multi-layer LSTM, a drop-in for :class:`torch.nn.LSTM` (equations in
+    :mod:`rnnkit.cells.lstm`; gate order i|f|g|o).
+
+    Args:
+        input_size: H_in. hidden_size: H (cell size). num_layers: default 1.
+        bias, batch_first, dropout, bidirectional, proj_size: as torch.nn.LSTM.
+        forget_bias: added to the forget block of ``bias_ih`` at init (default 0.0;
+            1.0 is the recommendation of Jozefowicz et al. 2015).
+        peephole: diagonal peephole weights ``weight_ci/cf/co_l{k}`` (default False).
+        layer_norm: LN-LSTM with ``ln_{ih,hh,c}_{weight,bias}_l{k}`` (default False).
+        recurrent_dropout, weight_drop, zoneout: see :mod:`rnnkit.layers` (default 0).
+
+    Shapes: output (L, N, D*H_out), h_n (D*num_layers, N, H_out), c_n (D*num_layers, N, H),
+    H_out = proj_size or H.
+
+    Example::
+
+        >>> lstm = rnnkit.LSTM(10, 20, num_layers=2, peephole=True, forget_bias=1.0)
+        >>> output, (h_n, c_n) = lstm(torch.randn(5, 3, 10))
+    """
+
+    family = "lstm"
+
+
+class GRU(RNNBase):
+    r"""Multi-layer GRU, a drop-in for :class:`torch.nn.GRU` (equations in
+    :mod:`rnnkit.cells.gru`; gate order r|z|n).
+
+    Args:
+        input_size: H_in. hidden_size: H. num_layers: default 1.
+        bias, batch_first, dropout, bidirectional: as torch.nn.GRU.
+        reset_after: True (default, torch/cuDNN: r multiplies W_hn h + b_hn) or False
+            (Cho et al. 2014: r multiplies h before W_hn).
+        recurrent_dropout, weight_drop, zoneout: see :mod:`rnnkit.layers` (default 0).
+
+    Example::
+
+        >>> gru = rnnkit.GRU(10, 20, bidirectional=True, reset_after=False)
+        >>> output, h_n = gru(torch.randn(5, 3, 10))
+    """
+
+    family = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, **options):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, **options)
+
+
+class _CellBase(nn.Module):
+    """One step of a cell family, a drop-in for torch.nn.RNNCell / LSTMCell / GRUCell."""
+
+    family = "rnn"
+
+    def __init__(self, input_size, hidden_size, bias=True, *, activation=None,
+                 forget_bias=0.0, peephole=False, layer_norm=False, reset_after=True,
+                 device=None, dtype=None):
+        super().__init__()
+        owner = type(self).__name__
+        self._spec = _make_spec(owner, self.family, input_size, hidden_size, bias,
+                                activation=activation, proj_size=0, forget_bias=forget_bias,
+                                peephole=peephole, layer_norm=layer_norm,
+                                reset_after=reset_after)
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.forget_bias = forget_bias
+        for name, shape in self._spec.param_shapes().items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device,
+                                                                   dtype=dtype)))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        names = {name: name for name in self._spec.param_names()}
+        _init_cell_parameters(self, names, self._spec, self.forget_bias)
+
+    def forward(self, input, hx=None):
+        """input (N, H_in) or (H_in,); hx as torch. Returns h' (or (h', c') for LSTM)."""
+        owner = type(self).__name__
+        _check_input(owner, input, self.input_size)
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{owner}: input must be 1-D (unbatched) or 2-D (batched), "
+                             f"got {input.dim()}-D with shape {tuple(input.shape)}")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        state0 = self._initial_state(hx, x, batched)
+        params = {name: getattr(self, name) for name in self._spec.param_names()}
+        _, state = dispatch.run(self._spec, x.unsqueeze(0), state0, params)
+        if not batched:
+            state = tuple(s.squeeze(0) for s in state)
+        return state if self.family == "lstm" else state[0]
+
+    def _initial_state(self, hx, x, batched):
+        owner = type(self).__name__
+        sizes = self._spec.state_sizes
+        if hx is None:
+            return tuple(x.new_zeros(x.size(0), size) for size in sizes)
+        if self.family == "lstm":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"{owner}: hx must be a tuple (h, c), got {type(hx).__name__}")
+            states, names = tuple(hx), ("hx[0] (h)", "hx[1] (c)")
+        else:
+            states, names = (hx,), ("hx",)
+        result = []
+        for value, name, size in zip(states, names, sizes):
+            _check_state(owner, name, value, (x.size(0), size) if batched else (size,), x)
+            result.append(value if batched else value.unsqueeze(0))
+        return tuple(result)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            text += ", bias=False"
+        return text
+
+
+class RNNCell(_CellBase):
+    """One Elman RNN step; ``nonlinearity`` 'tanh' | 'relu' as torch, ``activation`` more."""
+
+    family = "rnn"
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", **options):
+        options.setdefault("activation", nonlinearity)
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, **options)
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step, with the ``forget_bias``, ``peephole`` and ``layer_norm`` options."""
+
+    family = "lstm"
+
+
+class GRUCell(_CellBase):
+    """One GRU step, with the ``reset_after`` option."""
+
+    family = "gru"

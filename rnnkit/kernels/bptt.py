@@ -71,7 +71,6 @@ class BPTTFunction(torch.autograd.Function):
             _accumulate(grads, step_grads)
         d_x, projection_grads = spec.project_input_backward(d_x_proj, x, params)
         _accumulate(grads, projection_grads)
-        ctx.caches = None
         d_params = [grads.get(name) for name in spec.param_names()]
         return (None, None, None, None, None, d_x, *d_state, *d_params)
 

@@ -1,0 +1,339 @@
+"""The ``rnnkit`` command: ``train``, ``sample``, ``eval`` (and room for more).
+
+Subcommands live in the ``COMMANDS`` table; another module adds one with
+:func:`register` (``rnnkit bench``, ``rnnkit plot``). Bad input -- a missing, empty or
+binary data file, an unknown preset or config key, a checkpoint of another kind -- is
+a one-line error naming the thing, exit code 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["main", "register", "COMMANDS", "UsageError"]
+
+LM_KINDS = ("char_lm", "word_lm")
+
+
+class UsageError(ValueError):
+    """A bad command line."""
+
+
+@dataclass
+class Command:
+    help: str
+    add_arguments: object  # (argparse.ArgumentParser) -> None
+    run: object            # (argparse.Namespace, overrides: dict) -> int
+    overrides: bool = False  # accepts --key=value config overrides
+
+
+COMMANDS = {}
+
+
+def register(name, help, add_arguments, run, overrides=False):
+    """Add a subcommand ``rnnkit NAME``."""
+    COMMANDS[name] = Command(help, add_arguments, run, overrides)
+
+
+# ------------------------------------------------------------------------- train
+def _train_arguments(p):
+    p.add_argument("config", nargs="?", help="a TOML config (see configs/)")
+    p.add_argument("--preset", help="char-default, char-shakespeare, ptb-small, "
+                                    "ptb-medium or wikitext2")
+    p.add_argument("--data", help="training text; alone it is split 90/5/5 by position")
+    p.add_argument("--valid", help="validation text")
+    p.add_argument("--test", help="test text")
+    p.add_argument("--out", help="output directory (default: the config's train.out)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after M min")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint")
+
+
+def _build_config(args, overrides):
+    from rnnkit.training.config import Config, apply_overrides, load_toml
+    from rnnkit.training.presets import preset_config
+
+    if args.preset:
+        config = preset_config(args.preset)
+    elif args.config:
+        config = Config()
+    else:
+        config = preset_config("char-default")
+    if args.config:
+        config = load_toml(args.config, config)
+    flags = {}
+    if args.data:
+        flags.update({"data.dataset": "", "data.train": args.data,
+                      "data.valid": args.valid or "", "data.test": args.test or ""})
+    elif args.valid or args.test:
+        raise UsageError("--valid and --test need --data")
+    for key, value in (("train.out", args.out), ("train.epochs", args.epochs),
+                       ("train.max_minutes", args.max_minutes), ("train.seed", args.seed)):
+        if value is not None:
+            flags[key] = str(value)
+    config = apply_overrides(config, {k: v for k, v in flags.items() if k.startswith("data.")})
+    other = {k: v for k, v in flags.items() if not k.startswith("data.")}
+    config = apply_overrides(config, {**other, **overrides})
+    # data paths are strings that must stay verbatim
+    if args.data:
+        config.data.train, config.data.valid, config.data.test = (
+            args.data, args.valid or "", args.test or "")
+    return config.validate(), {**other, **overrides}
+
+
+def _run_train(args, overrides):
+    import torch
+
+    from rnnkit.data.datasets import load_corpus
+    from rnnkit.models import build_language_model
+    from rnnkit.training.checkpoint import CheckpointManager, load_checkpoint
+    from rnnkit.training.config import apply_overrides, config_from_dict, to_dict
+    from rnnkit.training.distributed import World
+    from rnnkit.training.trainer import NonFiniteLoss, Trainer
+    from rnnkit.data.text import Vocab
+
+    config, explicit = _build_config(args, overrides)
+    out = Path(config.train.out)
+    latest = CheckpointManager(out / "checkpoints").latest()
+    vocab = None
+    if latest is not None and not args.resume:
+        raise UsageError(f"output directory {str(out)!r} already holds a run "
+                         f"({latest.name}); pass --resume to continue it or --out to "
+                         f"start another")
+    if latest is not None:
+        _, meta = load_checkpoint(latest)
+        _check_lm(latest, meta)
+        # the run's own config, with only what was given explicitly on this command line
+        config = apply_overrides(config_from_dict(meta["config"]), explicit).validate()
+        vocab = Vocab.from_json(meta["vocab"])
+    world = World.from_env()
+    d = config.data
+    corpus = load_corpus(d.dataset, d.train, d.valid, d.test, d.level, vocab=vocab)
+    torch.manual_seed(config.train.seed)
+    random.seed(config.train.seed)
+    model = build_language_model(config.model, len(corpus.vocab), corpus.vocab.level)
+    model_meta = {"kind": model.kind, "vocab_size": len(corpus.vocab),
+                  "config": to_dict(config)["model"]}
+    trainer = Trainer(model, corpus, config, out, world, model_meta)
+    if latest is not None:
+        trainer.resume(latest)
+    say = print if world.is_main else (lambda *a, **k: None)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
+    params = sum(p.numel() for p in model.parameters())
+    say(f"rnnkit train: {model.kind} {config.model.cell} {config.model.num_layers}x"
+        f"{config.model.hidden_size}, {params:,} parameters, vocab {len(corpus.vocab)}; "
+        f"data {corpus.source} ({corpus.train.numel():,} / {corpus.valid.numel():,} / "
+        f"{corpus.test.numel():,} tokens); {world.world_size} process(es); out {out}"
+        + (f"; resuming from {latest.name}" if latest is not None else ""), file=sys.stderr)
+    try:
+        summary = trainer.fit()
+    except NonFiniteLoss as e:
+        say(f"rnnkit train: {e}", file=sys.stderr)
+        return 1
+    finally:
+        world.close()
+    if world.is_main:
+        _report(out, model, corpus.vocab, config, summary)
+    return 0
+
+
+def _report(out, model, vocab, config, summary):
+    import torch
+
+    if summary["completed"]:
+        text = _sample_text(model, vocab, None, config.train.sample_length, 0.8, 0, 1.0,
+                            torch.Generator().manual_seed(config.train.seed))
+        (out / "sample.txt").write_text(text + "\n")
+        print(text)
+        print(f"\nrnnkit train: done in {summary['elapsed_s']:.0f} s; test "
+              + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()), file=sys.stderr)
+    else:
+        print(f"rnnkit train: stopped ({summary['stop_reason']}) at step {summary['steps']}; "
+              f"continue with the same command plus --resume", file=sys.stderr)
+    print(f"rnnkit train: files in {out}/: checkpoints/ (best, latest), metrics.csv, "
+          f"curves.png, results.json" + (", sample.txt" if summary["completed"] else ""),
+          file=sys.stderr)
+
+
+# ------------------------------------------------------------------------- sample / eval
+def _check_lm(path, meta):
+    from rnnkit.training.checkpoint import CheckpointError
+
+    kind = meta.get("model", {}).get("kind")
+    if kind not in LM_KINDS:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {kind!r} model, "
+                              f"expected a language model ({', '.join(LM_KINDS)})")
+
+
+def load_language_model(path):
+    """A checkpoint (or run directory) -> ``(model, vocab, meta, checkpoint_path)``."""
+    from rnnkit.data.text import Vocab
+    from rnnkit.models import build_language_model
+    from rnnkit.training.checkpoint import (CheckpointError, join_shared, load_checkpoint,
+                                            resolve_checkpoint)
+
+    ckpt = resolve_checkpoint(path, prefer="best")
+    tensors, meta = load_checkpoint(ckpt)
+    _check_lm(ckpt, meta)
+    vocab = Vocab.from_json(meta["vocab"])
+    model = build_language_model(meta["model"]["config"], len(vocab), vocab.level)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(join_shared(weights, meta["aliases"]))
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not fit its own model "
+                              f"config: {str(e).splitlines()[0]}") from None
+    model.eval()
+    return model, vocab, meta, ckpt
+
+
+def _sample_text(model, vocab, prime, length, temperature, top_k, top_p, generator):
+    from rnnkit.data.text import EOS, tokenize
+
+    if prime is None:
+        prime = "\n" if vocab.level == "char" else ""
+    tokens = tokenize(prime, vocab.level) if prime else []
+    if vocab.level == "word" and (not prime.strip() or prime.endswith("\n")):
+        tokens = tokens or [EOS]
+    elif vocab.level == "word" and tokens:
+        tokens = tokens[:-1]  # the prime continues: no <eos> after its last word
+    if not tokens:
+        tokens = [vocab.tokens[0]]
+    ids = vocab.encode(tokens).tolist()
+    out = model.generate(ids, length, temperature, top_k, top_p, generator)
+    body = vocab.decode(out)
+    if vocab.level == "word":
+        return (prime.rstrip("\n") + " " + body).strip() if prime else body
+    return prime + body
+
+
+def _sample_arguments(p):
+    p.add_argument("checkpoint", help="a run directory or one checkpoint directory")
+    p.add_argument("--prime", default=None, help="text to start from")
+    p.add_argument("--length", type=int, default=500, help="tokens to generate")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_sample(args, overrides):
+    import torch
+
+    model, vocab, _, _ = load_language_model(args.checkpoint)
+    if args.temperature <= 0:
+        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
+    generator = torch.Generator().manual_seed(args.seed)
+    print(_sample_text(model, vocab, args.prime, args.length, args.temperature,
+                       args.top_k, args.top_p, generator))
+    return 0
+
+
+def _eval_arguments(p):
+    p.add_argument("checkpoint", help="a run directory or one checkpoint directory")
+    p.add_argument("--data", required=True,
+                   help="a text file, or a dataset name (its test split)")
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--bptt", type=int, default=0, help="default: the run's own")
+
+
+def _eval_stream(path, vocab):
+    from rnnkit.data.datasets import CORPORA, load_corpus
+    from rnnkit.data.text import read_text, tokenize
+
+    if not Path(path).exists() and path in CORPORA:
+        return load_corpus(path, level=vocab.level, vocab=vocab).test
+    return vocab.encode(tokenize(read_text(path), vocab.level))
+
+
+def _run_eval(args, overrides):
+    from rnnkit.data.text import batchify
+    from rnnkit.training.metrics import lm_metrics
+    from rnnkit.training.trainer import evaluate_totals
+
+    model, vocab, meta, ckpt = load_language_model(args.checkpoint)
+    stream = _eval_stream(args.data, vocab)
+    bptt = args.bptt or meta["config"]["train"]["bptt"]
+    total = evaluate_totals(model, batchify(stream, args.batch_size), bptt)
+    metrics = lm_metrics(float(total[0] / total[1]), vocab.level)
+    rows = [("checkpoint", str(ckpt)), ("data", f"{args.data} ({int(total[1]):,} "
+                                                 f"{vocab.level} tokens scored)")]
+    rows += [(k, f"{v:.4f}") for k, v in metrics.items()]
+    for key, value in rows:
+        print(f"{key:<11} {value}")
+    print(json.dumps({**metrics, "tokens": int(total[1]), "checkpoint": str(ckpt),
+                      "data": args.data}))
+    return 0
+
+
+register("train", "train a language model", _train_arguments, _run_train, overrides=True)
+register("sample", "generate text from a checkpoint", _sample_arguments, _run_sample)
+register("eval", "score a text with a checkpoint", _eval_arguments, _run_eval)
+
+
+# ------------------------------------------------------------------------- main
+def _parse_overrides(extra):
+    """``["--model.hidden_size=650", "--lr", "0.1"]`` -> ``{"model.hidden_size": "650",
+    "lr": "0.1"}``."""
+    overrides, i = {}, 0
+    while i < len(extra):
+        item = extra[i]
+        if not item.startswith("--") or len(item) < 3:
+            raise UsageError(f"unrecognized argument {item!r}")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise UsageError(f"config override {item!r} needs a value (--{key}=VALUE)")
+            value, i = extra[i + 1], i + 1
+        overrides[key] = value
+        i += 1
+    return overrides
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="rnnkit", allow_abbrev=False,
+                                     description="Recurrent neural networks on PyTorch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, allow_abbrev=False)
+        command.add_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``rnnkit`` console script; returns the exit code."""
+    from rnnkit.data.text import DataError
+    from rnnkit.training.checkpoint import CheckpointError
+    from rnnkit.training.config import ConfigError
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    command = COMMANDS[args.command]
+    try:
+        if extra and not command.overrides:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        return command.run(args, _parse_overrides(extra))
+    except (UsageError, ConfigError, DataError, CheckpointError) as e:
+        print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Corpora, vocabularies and batching.
+
+Import the submodules directly: ``rnnkit.data.text`` (vocabularies, token streams,
+truncated-BPTT batching), ``rnnkit.data.datasets`` (the corpora in ``../shared/data``
+and the built-in default corpus) and ``rnnkit.data.seq`` (padding and packing).
+"""
+
+__all__ = []

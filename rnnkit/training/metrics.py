@@ -1,0 +1,88 @@
+"""Metrics: language-model figures and the run log (CSV, optional TensorBoard)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+__all__ = ["lm_metrics", "MetricsLog", "COLUMNS", "read_metrics"]
+
+COLUMNS = ["step", "epoch", "split", "loss", "ppl", "bpc", "lr", "tokens_per_s",
+           "elapsed_s"]
+
+
+def lm_metrics(loss, level):
+    """Mean cross-entropy in nats -> ``{"loss", "ppl"}`` plus ``"bpc"`` (bits per
+    character) for character models."""
+    out = {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+    if level == "char":
+        out["bpc"] = loss / math.log(2.0)
+    return out
+
+
+class MetricsLog:
+    """Append-only ``metrics.csv`` (and TensorBoard scalars under ``tb/``).
+
+    On resume, rows after the checkpoint's step are dropped first, so the log of an
+    interrupted-and-resumed run reads like one uninterrupted run.
+    """
+
+    def __init__(self, out_dir, tensorboard=True, resume_step=None):
+        self.path = Path(out_dir) / "metrics.csv"
+        if resume_step is not None and self.path.exists():
+            self._truncate(resume_step)
+        new = not self.path.exists()
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=COLUMNS)
+        if new:
+            self.writer.writeheader()
+        self.tb = _summary_writer(Path(out_dir) / "tb") if tensorboard else None
+
+    def _truncate(self, step):
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def log(self, **row):
+        """Write one row (missing columns left empty) and flush."""
+        self.writer.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        self.file.flush()
+        if self.tb is not None:
+            for key in ("loss", "ppl", "bpc", "lr", "tokens_per_s"):
+                if row.get(key) is not None:
+                    self.tb.add_scalar(f"{row['split']}/{key}", row[key], row["step"])
+
+    def close(self):
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _summary_writer(folder):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional at run time
+        return None
+    return SummaryWriter(str(folder))
+
+
+def read_metrics(path):
+    """metrics.csv -> list of dicts with numbers parsed (empty cells -> None)."""
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (v if k == "split" else (float(v) if v else None))
+                         for k, v in row.items()})
+    return rows

@@ -1,0 +1,424 @@
+"""The trainer: truncated BPTT over a token stream, checkpoints, exact resume.
+
+The trainer knows nothing about the model beyond this contract:
+``model(inputs, state) -> (logits, state)`` with ``inputs`` of shape ``(T, B)`` and
+``state=None`` meaning zeros, and ``model.loss(logits, targets) -> mean nats per token``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from rnnkit.data.text import batchify, get_batch, num_batches
+from rnnkit.training.checkpoint import (CheckpointError, CheckpointManager,
+                                        flatten_optimizer_state, join_shared,
+                                        load_checkpoint, split_shared,
+                                        unflatten_optimizer_state)
+from rnnkit.training.config import ConfigError, to_dict
+from rnnkit.training.distributed import World, shard_columns
+from rnnkit.training.metrics import MetricsLog, lm_metrics
+from rnnkit.training.schedule import LRSchedule
+
+from rnnkit.clip import clip_grad_norm
+
+__all__ = ["Trainer", "NonFiniteLoss", "detach_state", "build_optimizer", "evaluate_totals"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss or gradient; no checkpoint was written for it."""
+
+
+def detach_state(state):
+    """Cut the graph behind a recurrent state (a tensor or a nested tuple of them), so
+    the next chunk backpropagates only through its own ``T`` steps."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)
+
+
+def build_optimizer(parameters, config):
+    """SGD / Adam / AdamW from an ``OptimConfig``."""
+    parameters = list(parameters)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(parameters, lr=config.lr, betas=(config.beta1, config.beta2),
+               weight_decay=config.weight_decay)
+
+
+@torch.no_grad()
+def evaluate_totals(model, source, bptt):
+    """Summed loss (nats) and token count over a batchified ``(L, B)`` source, the
+    state carried from chunk to chunk as in training; a float64 tensor ``[sum, n]``."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64)
+    hidden = None
+    if source.size(1) > 0:
+        for index in range(num_batches(source, bptt)):
+            inputs, targets = get_batch(source, index, bptt)
+            logits, hidden = model(inputs, hidden)
+            total[0] += model.loss(logits, targets).item() * targets.numel()
+            total[1] += targets.numel()
+    model.train(was_training)
+    return total
+
+
+def _flat_state(state):
+    if state is None:
+        return "none", []
+    if isinstance(state, torch.Tensor):
+        return "tensor", [state]
+    return "tuple", list(state)
+
+
+class Trainer:
+    """Train a language model with truncated BPTT.
+
+    Args:
+        model: see the module docstring.
+        corpus: a ``rnnkit.data.datasets.Corpus`` (token streams + vocabulary).
+        config: a ``rnnkit.training.config.Config``.
+        out_dir: where checkpoints and logs go; ``None`` writes nothing.
+        world: a ``World`` (default: from the torchrun environment).
+        model_meta: JSON data stored in every checkpoint to rebuild the model
+            (``{"kind": "char_lm", ...}``); a resume checks the kind matches.
+    """
+
+    def __init__(self, model, corpus, config, out_dir=None, world=None, model_meta=None):
+        self.config, self.model, self.vocab = config, model, corpus.vocab
+        self.world = world or World.from_env()
+        self.model_meta = model_meta or {"kind": type(model).__name__}
+        t = config.train
+        if t.batch_size % self.world.world_size:
+            raise ConfigError(f"config key train.batch_size: {t.batch_size} must be "
+                              f"divisible by the {self.world.world_size} processes")
+        self.train_data = shard_columns(batchify(corpus.train, t.batch_size),
+                                        self.world.rank, self.world.world_size)
+        self.valid_data = self._eval_shard(corpus.valid)
+        self.test_data = self._eval_shard(corpus.test)
+        self.steps_per_epoch = num_batches(self.train_data, t.bptt)
+        self.network = model
+        if self.world.distributed:
+            self.network = torch.nn.parallel.DistributedDataParallel(model)
+        self.optimizer = build_optimizer(model.parameters(), config.optim)
+        self.schedule = LRSchedule(config.optim, t.epochs * self.steps_per_epoch)
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.checkpoints = (CheckpointManager(self.out_dir / "checkpoints",
+                                              t.keep_checkpoints) if self.out_dir else None)
+        # progress: the next chunk to train is `batch_index` of `epoch` (1-based)
+        self.epoch, self.batch_index, self.step_count = 1, 0, 0
+        self.hidden, self.best_valid, self.elapsed_before = None, math.inf, 0.0
+        self.interval = [0.0, 0, 0.0]  # loss * tokens, tokens, wall seconds
+        self.last_grad_norm, self.stop_reason, self._signal = None, None, None
+        self.log, self.bar = None, None
+
+    def _eval_shard(self, stream):
+        source = batchify(stream, self.config.train.eval_batch_size)
+        return torch.tensor_split(source, self.world.world_size, dim=1)[self.world.rank]
+
+    # ---------------------------------------------------------------- training loop
+    def fit(self):
+        """Train until the configured epochs are done or a stop is requested; returns
+        a summary dict (``"completed"``, ``"stop_reason"``, best valid, test)."""
+        t = self.config.train
+        self.run_start = time.monotonic()
+        previous = self._install_signal_handlers()
+        if self.world.is_main and self.out_dir:
+            self.log = MetricsLog(self.out_dir, t.tensorboard,
+                                  resume_step=self.step_count if self.step_count else None)
+        try:
+            while self.epoch <= t.epochs and self.stop_reason is None:
+                if self.train_epoch():
+                    self._end_epoch()
+            summary = self._finish()
+        finally:
+            self._restore_signal_handlers(previous)
+            if self.log:
+                self.log.close()
+        return summary
+
+    def train_epoch(self):
+        """Train from the current position to the end of the epoch; returns False if
+        it stopped early (signal or time limit) after writing a checkpoint."""
+        t = self.config.train
+        self.bar = self._progress_bar()
+        while self.batch_index < self.steps_per_epoch:
+            inputs, targets = get_batch(self.train_data, self.batch_index, t.bptt)
+            tick = time.monotonic()
+            loss = self.step(inputs, targets)
+            self.batch_index += 1
+            self.step_count += 1
+            self.interval[0] += loss * targets.numel()
+            self.interval[1] += targets.numel()
+            self.interval[2] += time.monotonic() - tick
+            if self.bar is not None:
+                self.bar.update(1)
+            if self.step_count % t.log_every == 0:
+                self._log_train()
+            if self._should_stop():
+                self.save()
+                return False
+            if (t.checkpoint_every and self.step_count % t.checkpoint_every == 0
+                    and self.batch_index < self.steps_per_epoch):
+                self.save()
+        if self.bar is not None:
+            self.bar.close()
+        return True
+
+    def step(self, inputs, targets):
+        """One optimizer step on one chunk; returns the chunk's mean loss (nats/token,
+        averaged over all processes)."""
+        loss = self.compute_gradients(inputs, targets)
+        self.apply_gradients()
+        return loss
+
+    def compute_gradients(self, inputs, targets):
+        """Forward and backward on one chunk (gradients averaged over processes by
+        DDP); carries the detached state forward; returns the mean loss."""
+        self.network.train()
+        logits, hidden = self.network(inputs, detach_state(self.hidden))
+        loss = self.model.loss(logits, targets)
+        value = self._mean_over_world(loss.item())
+        if not math.isfinite(value):
+            raise NonFiniteLoss(self._non_finite_message(f"loss is {value}"))
+        # Zaremba et al. sum the loss over the T steps (mean over the batch); with the
+        # same lr and clip this is a T times larger gradient than the per-token mean.
+        scale = inputs.size(0) if self.config.train.loss_reduction == "sum_over_time" else 1
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * scale).backward()
+        self.hidden = detach_state(hidden)
+        return value
+
+    def apply_gradients(self):
+        """Clip by global norm, set the scheduled learning rate, take the step."""
+        c = self.config.optim
+        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        threshold = c.clip if c.clip > 0 else math.inf
+        self.last_grad_norm = float(clip_grad_norm(parameters, threshold))
+        if not math.isfinite(self.last_grad_norm):
+            raise NonFiniteLoss(self._non_finite_message(
+                f"gradient norm is {self.last_grad_norm}"))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_lr()
+        self.optimizer.step()
+
+    def current_lr(self):
+        return self.config.optim.lr * self.schedule.factor(self.step_count, self.epoch)
+
+    def evaluate(self, source):
+        """Mean loss (nats/token) over a batchified split, summed over processes."""
+        total = evaluate_totals(self.model, source, self.config.train.bptt)
+        self.world.all_reduce_sum(total)
+        return float(total[0] / total[1])
+
+    def _end_epoch(self):
+        valid = self.evaluate(self.valid_data)
+        self.schedule.end_epoch(valid)
+        is_best = valid < self.best_valid
+        self.best_valid = min(self.best_valid, valid)
+        metrics = lm_metrics(valid, self.vocab.level)
+        if self.log:
+            self.log.log(step=self.step_count, epoch=self.epoch, split="valid",
+                         lr=self.current_lr(), elapsed_s=self.elapsed(), **metrics)
+        self._say(f"epoch {self.epoch:3d} | valid " + _fmt_metrics(metrics) +
+                  f" | lr {self.current_lr():.4g} | {self.elapsed():.0f} s" +
+                  (" | best" if is_best else ""))
+        self.epoch, self.batch_index, self.hidden = self.epoch + 1, 0, None
+        self.save(is_best=is_best)
+
+    def _finish(self):
+        summary = {"completed": self.stop_reason is None, "stop_reason": self.stop_reason,
+                   "steps": self.step_count, "epochs_done": self.epoch - 1,
+                   "elapsed_s": self.elapsed(), "best_valid": self.best_valid}
+        if self.stop_reason is None:
+            best = self.checkpoints.best() if self.checkpoints else None
+            if best is not None:
+                self.load_weights(best)
+            test = self.evaluate(self.test_data)
+            summary["test"] = lm_metrics(test, self.vocab.level)
+            summary["valid"] = lm_metrics(self.best_valid, self.vocab.level)
+            if self.log:
+                self.log.log(step=self.step_count, epoch=self.epoch - 1, split="test",
+                             elapsed_s=self.elapsed(), **summary["test"])
+            self._say("test " + _fmt_metrics(summary["test"]))
+        if self.world.is_main and self.out_dir:
+            (self.out_dir / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+            self._plot()
+        return summary
+
+    # ---------------------------------------------------------------- stopping
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _restore_signal_handlers(self, previous):
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum, frame):
+        if self._signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._signal = signal.Signals(signum).name
+        self._say(f"\n{self._signal}: finishing this step, then writing a checkpoint "
+                  f"(press Ctrl-C again to abort without one)")
+
+    def _should_stop(self):
+        limit = self.config.train.max_minutes * 60
+        timed_out = limit > 0 and time.monotonic() - self.run_start >= limit
+        if self.world.any(self._signal is not None or timed_out):
+            self.stop_reason = self._signal or "time limit"
+            if self._signal is None:
+                self.stop_reason = "time limit" if timed_out else "stopped by another rank"
+        return self.stop_reason is not None
+
+    def elapsed(self):
+        return self.elapsed_before + time.monotonic() - self.run_start
+
+    def _non_finite_message(self, what):
+        latest = self.checkpoints.latest() if self.checkpoints else None
+        keep = (f"the last good checkpoint is {str(latest)!r}" if latest
+                else "no checkpoint was written yet")
+        return (f"training stopped: {what} at step {self.step_count + 1} (epoch "
+                f"{self.epoch}); {keep}. Try a lower optim.lr or optim.clip.")
+
+    def _mean_over_world(self, value):
+        if not self.world.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        return float(self.world.all_reduce_sum(t)[0] / self.world.world_size)
+
+    # ---------------------------------------------------------------- checkpoints
+    def save(self, is_best=False):
+        """Write a checkpoint of everything needed to continue exactly (rank 0 writes;
+        every rank contributes its RNG and recurrent state)."""
+        kind, hidden = _flat_state(self.hidden)
+        ranks_rng = self.world.gather(torch.get_rng_state())
+        ranks_hidden = [self.world.gather(h.contiguous()) for h in hidden]
+        if self.world.is_main and self.checkpoints is not None:
+            model_tensors, aliases = split_shared(self.model.state_dict())
+            optim_tensors, optim_plain = flatten_optimizer_state(self.optimizer.state_dict())
+            tensors = {f"model.{k}": v for k, v in model_tensors.items()}
+            tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
+            for rank in range(self.world.world_size):
+                tensors[f"rng.torch.r{rank}"] = ranks_rng[rank]
+                for i, parts in enumerate(ranks_hidden):
+                    tensors[f"hidden.r{rank}.{i}"] = parts[rank]
+            self.checkpoints.save(self.step_count, tensors, {
+                "model": self.model_meta, "config": to_dict(self.config),
+                "vocab": self.vocab.to_json(), "aliases": aliases,
+                "optimizer": optim_plain, "schedule": self.schedule.state_dict(),
+                "python_random": _jsonable(random.getstate()),
+                "hidden": {"kind": kind, "count": len(hidden)},
+                "world_size": self.world.world_size,
+                "progress": {"epoch": self.epoch, "batch_index": self.batch_index,
+                             "step": self.step_count, "best_valid": self.best_valid,
+                             "elapsed_s": self.elapsed(), "interval": self.interval[:2]},
+            }, is_best=is_best)
+        self.world.barrier()
+
+    def load_weights(self, path):
+        """Load only the model weights of a checkpoint."""
+        tensors, meta = load_checkpoint(path)
+        self._check_kind(path, meta)
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(join_shared(weights, meta["aliases"]))
+        return tensors, meta
+
+    def resume(self, path):
+        """Restore model, optimizer, schedule, RNGs, data position and carried state."""
+        tensors, meta = self.load_weights(path)
+        if meta["world_size"] != self.world.world_size:
+            raise CheckpointError(f"checkpoint {str(path)!r} was written by "
+                                  f"{meta['world_size']} processes, this run has "
+                                  f"{self.world.world_size}")
+        optim = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
+        self.optimizer.load_state_dict(unflatten_optimizer_state(optim, meta["optimizer"]))
+        self.schedule.load_state_dict(meta["schedule"])
+        p = meta["progress"]
+        self.epoch, self.batch_index, self.step_count = p["epoch"], p["batch_index"], p["step"]
+        self.best_valid, self.elapsed_before = float(p["best_valid"]), float(p["elapsed_s"])
+        self.interval = [float(p["interval"][0]), int(p["interval"][1]), 0.0]
+        r = self.world.rank
+        torch.set_rng_state(tensors[f"rng.torch.r{r}"])
+        version, internal, gauss = meta["python_random"]
+        random.setstate((version, tuple(internal), gauss))
+        hidden = [tensors[f"hidden.r{r}.{i}"] for i in range(meta["hidden"]["count"])]
+        kind = meta["hidden"]["kind"]
+        self.hidden = None if kind == "none" else hidden[0] if kind == "tensor" else tuple(hidden)
+
+    def _check_kind(self, path, meta):
+        want, got = self.model_meta.get("kind"), meta.get("model", {}).get("kind")
+        if want != got:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds a {got!r} model, "
+                                  f"this run trains a {want!r}")
+
+    # ---------------------------------------------------------------- reporting
+    def _progress_bar(self):
+        mode = self.config.train.progress
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self._log_lines = mode == "log" and self.world.is_main
+        if mode != "bar" or not self.world.is_main:
+            return None
+        return tqdm(total=self.steps_per_epoch, initial=self.batch_index,
+                    desc=f"epoch {self.epoch}", dynamic_ncols=True, leave=False)
+
+    def _log_train(self):
+        loss_tokens, tokens, seconds = self.interval
+        if tokens == 0:
+            return
+        loss = loss_tokens / tokens
+        speed = tokens * self.world.world_size / seconds if seconds > 0 else None
+        metrics = lm_metrics(loss, self.vocab.level)
+        if self.log:
+            self.log.log(step=self.step_count, epoch=self.epoch, split="train",
+                         lr=self.current_lr(), tokens_per_s=speed,
+                         elapsed_s=self.elapsed(), **metrics)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{metrics['ppl']:.1f}",
+                                 tok_s=f"{speed or 0:,.0f}")
+        elif getattr(self, "_log_lines", False):
+            self._say(f"epoch {self.epoch:3d} | step {self.batch_index:6d}/"
+                      f"{self.steps_per_epoch} | train " + _fmt_metrics(metrics) +
+                      f" | lr {self.current_lr():.4g} | {speed or 0:,.0f} tok/s")
+        self.interval = [0.0, 0, 0.0]
+
+    def _say(self, text):
+        if self.world.is_main and self.config.train.progress != "off":
+            (tqdm.write if self.bar is not None else print)(text, file=sys.stderr)
+
+    def _plot(self):
+        try:
+            from rnnkit.viz.curves import plot_curves
+            plot_curves(self.out_dir / "metrics.csv", self.out_dir / "curves.png")
+        except Exception as e:  # a plot must never lose a finished run
+            self._say(f"warning: could not draw curves.png: {e}")
+
+
+def _fmt_metrics(m):
+    text = f"loss {m['loss']:.4f} ppl {m['ppl']:.2f}"
+    return text + (f" bpc {m['bpc']:.4f}" if "bpc" in m else "")
+
+
+def _jsonable(obj):
+    if isinstance(obj, tuple):
+        return [_jsonable(x) for x in obj]
+    return obj

@@ -1,0 +1,250 @@
+"""Fused C++ kernels for every cell on CPU, registered as ``torch.ops.rnnkit.*``.
+
+The sources next to this file are compiled on first use with
+``torch.utils.cpp_extension.load`` into a cache directory keyed by a hash of the sources,
+the torch version and the CPU's instruction-set flags (the build uses ``-march=native``),
+so each machine builds once and every later process (pytest workers, torchrun ranks)
+only loads the shared library. A file lock serialises concurrent first builds.
+
+Ops (each forward has a backward op; fake and autograd formulas are registered here):
+
+* ``rnnkit::lstm_forward`` / ``lstm_backward`` -- peephole, proj_size, layer_norm;
+* ``rnnkit::gru_forward`` / ``gru_backward`` -- reset_after True or False;
+* ``rnnkit::rnn_forward`` / ``rnn_backward`` -- tanh, relu or sigmoid.
+
+``run`` has the semantics of :func:`rnnkit.kernels.bptt.run`. A cell with a user-given
+``(function, derivative)`` activation cannot run in C++; ``run`` hands it to the bptt
+kernel. Environment: ``RNNKIT_CPU_DISABLE=1`` makes the kernel unavailable (dispatch
+then warns once and uses bptt); ``RNNKIT_CACHE`` moves the build cache
+(default ``~/.cache/rnnkit``).
+"""
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import os
+import pathlib
+import platform
+
+import torch
+
+from rnnkit.cells.base import ACTIVATIONS
+from rnnkit.kernels import bptt
+from rnnkit.kernels.common import keep_coefficients, length_mask
+
+__all__ = ["unavailable_reason", "supports", "run", "load", "build_directory"]
+
+_HERE = pathlib.Path(__file__).resolve().parent
+_SOURCES = ("ops.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp")
+_HEADERS = ("common.h",)
+_CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno")
+_ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
+
+
+def _cpu_flags() -> str:
+    """The instruction-set flags of this CPU (part of the cache key: -march=native)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_directory() -> pathlib.Path:
+    """Cache directory of the build for these sources, this torch and this CPU."""
+    digest = hashlib.sha256()
+    for name in _SOURCES + _HEADERS:
+        digest.update((_HERE / name).read_bytes())
+    for part in (torch.__version__, platform.python_version(), _cpu_flags(), *_CFLAGS):
+        digest.update(part.encode())
+    root = pathlib.Path(os.environ.get("RNNKIT_CACHE")
+                        or pathlib.Path.home() / ".cache" / "rnnkit")
+    return root / f"cpu-{digest.hexdigest()[:16]}"
+
+
+@functools.lru_cache(maxsize=None)
+def load() -> pathlib.Path:
+    """Build (once per machine) and load the extension; returns the shared library path."""
+    from torch.utils import cpp_extension
+
+    directory = build_directory()
+    directory.mkdir(parents=True, exist_ok=True)
+    library = directory / "rnnkit_cpu.so"
+    done = directory / "built"
+    # not named "lock": cpp_extension keeps its own baton file of that name in the directory
+    with open(directory.with_suffix(".build-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait, then just load
+        if not done.exists():
+            cpp_extension.load(
+                name="rnnkit_cpu", sources=[str(_HERE / s) for s in _SOURCES],
+                extra_cflags=list(_CFLAGS), build_directory=str(directory),
+                is_python_module=False, verbose=False)
+            done.touch()
+    torch.ops.load_library(str(library))
+    _register_python_side()
+    return library
+
+
+@functools.lru_cache(maxsize=None)
+def unavailable_reason() -> str | None:
+    """None when the fused kernels are loaded; otherwise a short reason why not."""
+    if os.environ.get("RNNKIT_CPU_DISABLE", "0") not in ("", "0"):
+        return "disabled by RNNKIT_CPU_DISABLE"
+    try:
+        load()
+    except Exception as error:  # a missing compiler, a failed build: anything means bptt
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        return f"C++ build failed: {type(error).__name__}: {first_line}"
+    return None
+
+
+def supports(x: torch.Tensor) -> bool:
+    """Whether the fused kernels can run on ``x``: float32/float64 on the CPU."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
+        zoneout=None):
+    """Run ``spec``'s cell over ``x`` (T, B, H_in); returns ``(outputs, final_state)``.
+
+    Same arguments and results as :func:`rnnkit.kernels.bptt.run`; a user-given
+    activation (not tanh/relu/sigmoid by name) is run by the bptt kernel instead.
+    """
+    if spec.family == "rnn" and ACTIVATIONS.get(spec.activation.name) is not spec.activation:
+        return bptt.run(spec, x, state0, params, reverse=reverse, lengths=lengths,
+                        h_mask=h_mask, zoneout=zoneout)
+    if not torch.compiler.is_compiling():  # under torch.compile the ops are loaded already
+        load()
+    seq_len, batch = x.size(0), x.size(1)
+    param_list = [params[name] for name in spec.param_names()]
+    mask = length_mask(lengths, seq_len, x)  # (T, B, 1) or None
+    keeps = keep_coefficients(mask, zoneout, len(spec.state_sizes))
+    if keeps is not None:
+        keeps = [torch.as_tensor(k, dtype=x.dtype).expand(seq_len, batch, size).contiguous()
+                 for k, size in zip(keeps, spec.state_sizes)]
+    if mask is not None:
+        mask = mask.view(seq_len, batch)
+    if h_mask is not None:
+        h_mask = h_mask.to(x.dtype).expand(batch, spec.output_size).contiguous()
+    save = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, *state0, *param_list))
+    ops = torch.ops.rnnkit
+    if spec.family == "lstm":
+        keep_h, keep_c = keeps if keeps is not None else (None, None)
+        outputs, h_n, c_n, _ = ops.lstm_forward(
+            x, state0[0], state0[1], param_list, mask, keep_h, keep_c, h_mask, reverse,
+            save, spec.bias, spec.peephole, spec.layer_norm, spec.proj_size)
+        return outputs, (h_n, c_n)
+    keep_h = keeps[0] if keeps is not None else None
+    if spec.family == "gru":
+        outputs, h_n, _ = ops.gru_forward(x, state0[0], param_list, mask, keep_h, h_mask,
+                                          reverse, save, spec.bias, spec.reset_after)
+    else:
+        outputs, h_n, _ = ops.rnn_forward(
+            x, state0[0], param_list, mask, keep_h, h_mask, reverse, save, spec.bias,
+            _ACTIVATION_CODES[spec.activation.name])
+    return outputs, (h_n,)
+
+
+# --- Fake (shape) implementations and autograd formulas of the C++ ops. ---
+
+def _lstm_saved_shapes(x, h0, c0, layer_norm, proj_size):
+    T, B, H = x.size(0), x.size(1), c0.size(1)
+    shapes = [(T, B, h0.size(1)), (T, B, H), (T, B, 4 * H), (T, B, H)]
+    if proj_size > 0:
+        shapes.append((T, B, H))
+    if layer_norm:
+        shapes += [(T, B, 4 * H), (T, B), (T, B, 4 * H), (T, B), (T, B, H), (T, B)]
+    return shapes
+
+
+def _lstm_forward_fake(x, h0, c0, params, mask, keep_h, keep_c, h_mask, reverse, save,
+                       bias, peephole, layer_norm, proj_size):
+    T, B = x.size(0), x.size(1)
+    saved = ([x.new_empty(s) for s in _lstm_saved_shapes(x, h0, c0, layer_norm, proj_size)]
+             if save else [])
+    return (x.new_empty(T, B, h0.size(1)), h0.new_empty(h0.shape), c0.new_empty(c0.shape),
+            saved)
+
+
+def _gru_forward_fake(x, h0, params, mask, keep_h, h_mask, reverse, save, bias,
+                      reset_after):
+    T, B, H = x.size(0), x.size(1), h0.size(1)
+    saved = [x.new_empty(T, B, H), x.new_empty(T, B, 3 * H), x.new_empty(T, B, H)] \
+        if save else []
+    return x.new_empty(T, B, H), h0.new_empty(h0.shape), saved
+
+
+def _rnn_forward_fake(x, h0, params, mask, keep_h, h_mask, reverse, save, bias,
+                      activation):
+    T, B, H = x.size(0), x.size(1), h0.size(1)
+    saved = [x.new_empty(T, B, H), x.new_empty(T, B, H)] if save else []
+    return x.new_empty(T, B, H), h0.new_empty(h0.shape), saved
+
+
+def _lstm_backward_fake(d_output, d_h_n, d_c_n, x, params, saved, *flags):
+    return (x.new_empty(x.shape), d_h_n.new_empty(d_h_n.shape),
+            d_c_n.new_empty(d_c_n.shape), [p.new_empty(p.shape) for p in params])
+
+
+def _single_state_backward_fake(d_output, d_h_n, x, params, saved, *flags):
+    return (x.new_empty(x.shape), d_h_n.new_empty(d_h_n.shape),
+            [p.new_empty(p.shape) for p in params])
+
+
+def _setup_context(state_count):
+    """setup_context for a forward op whose inputs start (x, *state0, params, ...)."""
+    def setup_context(ctx, inputs, output):
+        x, params = inputs[0], inputs[1 + state_count]
+        ctx.options = inputs[2 + state_count:]  # mask, keeps, h_mask, reverse, save, flags
+        ctx.param_count = len(params)
+        saved = output[-1]
+        ctx.save_for_backward(x, *params, *saved)
+        ctx.state_shapes = [s.shape for s in inputs[1:1 + state_count]]
+    return setup_context
+
+
+def _backward(op_name, state_count):
+    """Autograd formula: call the backward op with the forward's saved tensors."""
+    def backward(ctx, d_output, *grads):
+        d_states = grads[:state_count]
+        x, *rest = ctx.saved_tensors
+        params, saved = rest[:ctx.param_count], rest[ctx.param_count:]
+        if not saved:
+            raise RuntimeError(f"rnnkit.{op_name}: backward called but the forward ran with "
+                               "save=False")
+        if d_output is None:
+            d_output = x.new_zeros(x.size(0), x.size(1), ctx.state_shapes[0][1])
+        d_states = [x.new_zeros(shape) if d is None else d
+                    for d, shape in zip(d_states, ctx.state_shapes)]
+        *tensors_opts, reverse, _save = ctx.options[:-_FLAG_COUNT[op_name]]
+        flags = ctx.options[-_FLAG_COUNT[op_name]:]
+        op = getattr(torch.ops.rnnkit, op_name.replace("forward", "backward"))
+        d_x, *d_state0, d_params = op(d_output, *d_states, x, list(params), list(saved),
+                                      *tensors_opts, reverse, *flags)
+        none_count = len(ctx.options)
+        return (d_x, *d_state0, list(d_params), *([None] * none_count))
+    return backward
+
+
+_FLAG_COUNT = {"lstm_forward": 4, "gru_forward": 2, "rnn_forward": 2}
+
+
+@functools.lru_cache(maxsize=None)
+def _register_python_side():
+    """Fake implementations and autograd formulas for the ops (once per process)."""
+    fakes = {
+        "lstm_forward": _lstm_forward_fake, "gru_forward": _gru_forward_fake,
+        "rnn_forward": _rnn_forward_fake, "lstm_backward": _lstm_backward_fake,
+        "gru_backward": _single_state_backward_fake,
+        "rnn_backward": _single_state_backward_fake,
+    }
+    for name, fake in fakes.items():
+        torch.library.register_fake(f"rnnkit::{name}", fake)
+    for name, state_count in (("lstm_forward", 2), ("gru_forward", 1), ("rnn_forward", 1)):
+        torch.library.register_autograd(f"rnnkit::{name}", _backward(name, state_count),
+                                        setup_context=_setup_context(state_count))

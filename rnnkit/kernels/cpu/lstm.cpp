@@ -1,0 +1,450 @@
+// Fused LSTM over a sequence: the equations of rnnkit/cells/lstm.py (peephole, proj_size,
+// layer_norm), with the sequence semantics of rnnkit/kernels/common.py.
+//
+// Forward per step: one GEMM h @ W_hh^T, one pass over the gates (and, with proj_size,
+// one GEMM m @ W_hr^T and one pass for the carry). Saved, indexed by position t:
+//   h_prev (T,B,P), c_prev (T,B,H), gates i|f|g|o (T,B,4H), c_new (T,B,H),
+//   [m (T,B,H) with proj], [x̂_ih (T,B,4H), 1/σ_ih (T,B), x̂_hh (T,B,4H), 1/σ_hh (T,B),
+//   ĉ (T,B,H), 1/σ_c (T,B) with layer_norm].
+// Backward: the reverse recurrence with one GEMM per step (two with proj), then dW_ih,
+// dW_hh, dW_hr and dx as big GEMMs over all steps.
+#include "common.h"
+
+namespace rnnkit {
+namespace {
+
+struct LstmParams {
+  at::Tensor w_ih, w_hh, b_ih, b_hh, w_hr, w_ci, w_cf, w_co;
+  at::Tensor ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b;
+};
+
+LstmParams parse_params(at::TensorList params, const at::Tensor& x, bool bias,
+                        bool peephole, bool layer_norm, int64_t proj_size) {
+  const size_t expected = 2 + (bias ? 2 : 0) + (proj_size > 0 ? 1 : 0) +
+                          (peephole ? 3 : 0) + (layer_norm ? 6 : 0);
+  TORCH_CHECK(params.size() == expected, "rnnkit lstm: params must hold ", expected,
+              " tensors for these options, got ", params.size());
+  std::vector<at::Tensor> p;
+  for (const auto& t : params) {
+    TORCH_CHECK(t.scalar_type() == x.scalar_type(), "rnnkit lstm: params must have the "
+                "dtype of x (", x.scalar_type(), "), got ", t.scalar_type());
+    p.push_back(t.contiguous());
+  }
+  LstmParams out;
+  size_t i = 0;
+  out.w_ih = p[i++];
+  out.w_hh = p[i++];
+  if (bias) { out.b_ih = p[i++]; out.b_hh = p[i++]; }
+  if (proj_size > 0) out.w_hr = p[i++];
+  if (peephole) { out.w_ci = p[i++]; out.w_cf = p[i++]; out.w_co = p[i++]; }
+  if (layer_norm) {
+    out.ln_ih_w = p[i++]; out.ln_ih_b = p[i++];
+    out.ln_hh_w = p[i++]; out.ln_hh_b = p[i++];
+    out.ln_c_w = p[i++]; out.ln_c_b = p[i++];
+  }
+  return out;
+}
+
+struct Sizes {
+  index_t T, B, I, H, P, G;
+};
+
+Sizes check_sizes(const at::Tensor& x, const LstmParams& p, int64_t proj_size) {
+  TORCH_CHECK(x.dim() == 3, "rnnkit lstm: x must be (T, B, H_in), got ", x.sizes());
+  Sizes s;
+  s.T = x.size(0); s.B = x.size(1); s.I = x.size(2);
+  s.G = p.w_ih.size(0); s.H = s.G / 4; s.P = proj_size > 0 ? proj_size : s.H;
+  TORCH_CHECK(s.G == 4 * s.H && p.w_ih.size(1) == s.I, "rnnkit lstm: weight_ih must be (4H, ",
+              s.I, "), got ", p.w_ih.sizes());
+  TORCH_CHECK(p.w_hh.size(0) == s.G && p.w_hh.size(1) == s.P,
+              "rnnkit lstm: weight_hh must be (", s.G, ", ", s.P, "), got ", p.w_hh.sizes());
+  return s;
+}
+
+// x W_ih^T (+ b_ih + b_hh) for all steps; with layer norm LN(x W_ih^T) + b_ih + b_hh,
+// keeping x̂_ih and 1/σ_ih.
+template <typename T>
+at::Tensor project_input(const at::Tensor& x, const LstmParams& p, const Sizes& s,
+                         at::Tensor& x_hat, at::Tensor& inv_std) {
+  const auto x2d = x.view({s.T * s.B, s.I});
+  const bool bias = p.b_ih.defined();
+  if (!p.ln_ih_w.defined()) {
+    return bias ? at::addmm(p.b_ih + p.b_hh, x2d, p.w_ih.t()) : at::mm(x2d, p.w_ih.t());
+  }
+  auto xp = at::mm(x2d, p.w_ih.t());
+  x_hat = at::empty_like(xp);
+  inv_std = at::empty({s.T * s.B}, xp.options());
+  const at::Tensor b = bias ? (p.b_ih + p.b_hh) : at::zeros({s.G}, xp.options());
+  T* xp_d = xp.data_ptr<T>();
+  T* xh_d = x_hat.data_ptr<T>();
+  T* rs_d = inv_std.data_ptr<T>();
+  const T* gain = p.ln_ih_w.data_ptr<T>();
+  const T* shift = p.ln_ih_b.data_ptr<T>();
+  const T* b_d = b.data_ptr<T>();
+  const index_t G = s.G;
+  for_rows(s.T * s.B, G, [&](index_t r) {
+    T* row = xp_d + r * G;
+    T* xh = xh_d + r * G;
+    rs_d[r] = normalize_row(row, xh, G);
+    for (index_t j = 0; j < G; ++j) row[j] = xh[j] * gain[j] + shift[j] + b_d[j];
+  });
+  return xp;
+}
+
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const LstmParams& p,
+    const Sizes& s, const Sequence<T>& seq, bool save) {
+  const index_t T_ = s.T, B = s.B, H = s.H, P = s.P, G = s.G;
+  const bool ln = p.ln_ih_w.defined(), peep = p.w_ci.defined(), proj = p.w_hr.defined();
+  at::Tensor x_hat_ih, inv_std_ih;
+  const at::Tensor xp = project_input<T>(x, p, s, x_hat_ih, inv_std_ih);  // (T*B, G)
+  const auto opts = x.options();
+  const index_t slots_n = save ? T_ : 1;
+  auto outputs = at::empty({T_, B, P}, opts);
+  auto h = h0.contiguous().clone();
+  auto c = c0.contiguous().clone();
+  auto h_prev = at::empty({save ? T_ : 0, B, P}, opts);
+  auto c_prev = at::empty({save ? T_ : 0, B, H}, opts);
+  auto gates = at::empty({slots_n, B, G}, opts);
+  auto c_new = at::empty({slots_n, B, H}, opts);
+  auto m_all = at::empty({proj ? slots_n : 0, B, H}, opts);
+  auto x_hat_hh = at::empty({ln ? slots_n : 0, B, G}, opts);
+  auto inv_std_hh = at::empty({ln ? slots_n : 0, B}, opts);
+  auto c_hat = at::empty({ln ? slots_n : 0, B, H}, opts);
+  auto inv_std_c = at::empty({ln ? slots_n : 0, B}, opts);
+  auto hh = at::empty({B, G}, opts);
+  at::Tensor h_in = at::empty({seq.h_mask ? B : 0, P}, opts);
+  auto h_cand = at::empty({proj ? B : 0, P}, opts);
+
+  T* h_d = h.data_ptr<T>();
+  T* c_d = c.data_ptr<T>();
+  T* out_d = outputs.data_ptr<T>();
+  T* hh_d = hh.data_ptr<T>();
+  const T* xp_d = xp.data_ptr<T>();
+  const T* w_hh = p.w_hh.data_ptr<T>();
+  const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
+  const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
+  const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
+  const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;
+  const T* ln_hh_w = ln ? p.ln_hh_w.data_ptr<T>() : nullptr;
+  const T* ln_hh_b = ln ? p.ln_hh_b.data_ptr<T>() : nullptr;
+  const T* ln_c_w = ln ? p.ln_c_w.data_ptr<T>() : nullptr;
+  const T* ln_c_b = ln ? p.ln_c_b.data_ptr<T>() : nullptr;
+  const auto gates_s = slots<T>(gates, B * G, save);
+  const auto c_new_s = slots<T>(c_new, B * H, save);
+  const auto m_s = proj ? slots<T>(m_all, B * H, save) : Slots<T>{nullptr, 0, false};
+  const auto xh_hh_s = ln ? slots<T>(x_hat_hh, B * G, save) : Slots<T>{nullptr, 0, false};
+  const auto rs_hh_s = ln ? slots<T>(inv_std_hh, B, save) : Slots<T>{nullptr, 0, false};
+  const auto c_hat_s = ln ? slots<T>(c_hat, B * H, save) : Slots<T>{nullptr, 0, false};
+  const auto rs_c_s = ln ? slots<T>(inv_std_c, B, save) : Slots<T>{nullptr, 0, false};
+  T* h_in_d = seq.h_mask ? h_in.data_ptr<T>() : nullptr;
+  T* h_cand_d = proj ? h_cand.data_ptr<T>() : nullptr;
+
+  // h_t = h_{t-1} + k (h̃_t - h_{t-1});  y_t = m_t h_t
+  auto carry_h = [&](index_t t, index_t b, const T* cand) {
+    T* hr = h_d + b * P;
+    T* out = out_d + (t * B + b) * P;
+    const T msk = seq.mask_at(t, b);
+    const T* kh = seq.keep_h ? seq.keep_h + (t * B + b) * P : nullptr;
+    for (index_t j = 0; j < P; ++j) {
+      const T hn = kh ? hr[j] + kh[j] * (cand[j] - hr[j]) : cand[j];
+      hr[j] = hn;
+      out[j] = msk * hn;
+    }
+  };
+
+  for (index_t k = 0; k < T_; ++k) {
+    const index_t t = seq.position(k);
+    if (save) {
+      std::memcpy(h_prev.data_ptr<T>() + t * B * P, h_d, sizeof(T) * B * P);
+      std::memcpy(c_prev.data_ptr<T>() + t * B * H, c_d, sizeof(T) * B * H);
+    }
+    const T* src = h_d;
+    if (seq.h_mask) {
+      for (index_t j = 0; j < B * P; ++j) h_in_d[j] = h_d[j] * seq.h_mask[j];
+      src = h_in_d;
+    }
+    gemm<T>(false, true, B, G, P, T(1), src, P, w_hh, P, T(0), hh_d, G);  // (B, 4H)
+    T* gate_t = gates_s.at(t);
+    T* c_new_t = c_new_s.at(t);
+    for_rows(B, G, [&](index_t b) {
+      T* z = hh_d + b * G;
+      const T* xrow = xp_d + (t * B + b) * G;
+      if (ln) {
+        T* xh = xh_hh_s.at(t) + b * G;
+        rs_hh_s.at(t)[b] = normalize_row(z, xh, G);
+        for (index_t j = 0; j < G; ++j) z[j] = xrow[j] + xh[j] * ln_hh_w[j] + ln_hh_b[j];
+      } else {
+        for (index_t j = 0; j < G; ++j) z[j] += xrow[j];
+      }
+      T* gate = gate_t + b * G;
+      T* cr = c_d + b * H;
+      T* cn = c_new_t + b * H;
+      const T* kc = seq.keep_c ? seq.keep_c + (t * B + b) * H : nullptr;
+      for (index_t j = 0; j < H; ++j) {
+        const T cp = cr[j];
+        const T zi = peep ? z[j] + w_ci[j] * cp : z[j];
+        const T zf = peep ? z[H + j] + w_cf[j] * cp : z[H + j];
+        const T i = sigmoid(zi), f = sigmoid(zf), g = tanh_fast(z[2 * H + j]);
+        const T cv = f * cp + i * g;
+        const T zo = peep ? z[3 * H + j] + w_co[j] * cv : z[3 * H + j];
+        gate[j] = i; gate[H + j] = f; gate[2 * H + j] = g; gate[3 * H + j] = sigmoid(zo);
+        cn[j] = cv;
+        cr[j] = kc ? cp + kc[j] * (cv - cp) : cv;
+      }
+      const T* c_in = cn;
+      if (ln) {
+        T* ch = c_hat_s.at(t) + b * H;
+        rs_c_s.at(t)[b] = normalize_row(cn, ch, H);
+        c_in = ch;
+      }
+      // m = o ⊙ tanh(ĉ); without proj it is h̃ and goes over the spent pre-activations
+      T* m = proj ? m_s.at(t) + b * H : z;
+      for (index_t j = 0; j < H; ++j) {
+        const T cv = ln ? c_in[j] * ln_c_w[j] + ln_c_b[j] : c_in[j];
+        m[j] = gate[3 * H + j] * tanh_fast(cv);
+      }
+      if (!proj) carry_h(t, b, m);
+    });
+    if (proj) {
+      gemm<T>(false, true, B, P, H, T(1), m_s.at(t), H, w_hr, H, T(0), h_cand_d, P);
+      for_rows(B, P, [&](index_t b) { carry_h(t, b, h_cand_d + b * P); });
+    }
+  }
+  std::vector<at::Tensor> saved;
+  if (save) {
+    saved = {h_prev, c_prev, gates, c_new};
+    if (proj) saved.push_back(m_all);
+    if (ln) {
+      saved.insert(saved.end(), {x_hat_ih.view({T_, B, G}), inv_std_ih.view({T_, B}),
+                                 x_hat_hh, inv_std_hh, c_hat, inv_std_c});
+    }
+  }
+  return {outputs, h, c, saved};
+}
+
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
+    const at::Tensor& d_out_in, const at::Tensor& d_h_n, const at::Tensor& d_c_n,
+    const at::Tensor& x, const LstmParams& p, const Sizes& s, at::TensorList saved,
+    const Sequence<T>& seq) {
+  const index_t T_ = s.T, B = s.B, H = s.H, P = s.P, G = s.G;
+  const bool ln = p.ln_ih_w.defined(), peep = p.w_ci.defined(), proj = p.w_hr.defined();
+  const size_t expected = 4 + (proj ? 1 : 0) + (ln ? 6 : 0);
+  TORCH_CHECK(saved.size() == expected, "rnnkit lstm_backward: saved must hold ", expected,
+              " tensors, got ", saved.size());
+  const auto h_prev = saved[0], c_prev = saved[1], gates = saved[2], c_new = saved[3];
+  size_t idx = 4;
+  at::Tensor m_all, x_hat_ih, inv_std_ih, x_hat_hh, inv_std_hh, c_hat, inv_std_c;
+  if (proj) m_all = saved[idx++];
+  if (ln) {
+    x_hat_ih = saved[idx++]; inv_std_ih = saved[idx++];
+    x_hat_hh = saved[idx++]; inv_std_hh = saved[idx++];
+    c_hat = saved[idx++]; inv_std_c = saved[idx++];
+  }
+  const auto opts = x.options();
+  const auto d_out = d_out_in.contiguous();
+  auto d_h = d_h_n.contiguous().clone();  // gradient arriving at the carried h
+  auto d_c = d_c_n.contiguous().clone();
+  auto d_z = at::empty({T_, B, G}, opts);
+  auto d_hh = ln ? at::empty({T_, B, G}, opts) : d_z;
+  auto d_h_cand = proj ? at::empty({T_, B, P}, opts) : at::empty({B, P}, opts);
+  auto d_c_hat = at::empty({ln ? T_ : 0, B, H}, opts);
+  auto d_keep = at::empty({B, P}, opts);
+  auto d_m = at::empty({proj ? B : 0, H}, opts);
+  auto d_h_rec = at::empty({B, P}, opts);
+
+  T* d_h_d = d_h.data_ptr<T>();
+  T* d_c_d = d_c.data_ptr<T>();
+  const T* d_out_d = d_out.data_ptr<T>();
+  T* d_z_d = d_z.data_ptr<T>();
+  T* d_hh_d = d_hh.data_ptr<T>();
+  T* d_hc_d = d_h_cand.data_ptr<T>();
+  T* d_ch_d = ln ? d_c_hat.data_ptr<T>() : nullptr;
+  T* d_keep_d = d_keep.data_ptr<T>();
+  T* d_m_d = proj ? d_m.data_ptr<T>() : nullptr;
+  T* d_rec_d = d_h_rec.data_ptr<T>();
+  const T* gates_d = gates.data_ptr<T>();
+  const T* c_new_d = c_new.data_ptr<T>();
+  const T* c_prev_d = c_prev.data_ptr<T>();
+  const T* w_hh = p.w_hh.data_ptr<T>();
+  const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
+  const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
+  const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
+  const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;
+  const T* c_hat_d = ln ? c_hat.data_ptr<T>() : nullptr;
+  const T* rs_c_d = ln ? inv_std_c.data_ptr<T>() : nullptr;
+  const T* xh_hh_d = ln ? x_hat_hh.data_ptr<T>() : nullptr;
+  const T* rs_hh_d = ln ? inv_std_hh.data_ptr<T>() : nullptr;
+  const T* ln_hh_w = ln ? p.ln_hh_w.data_ptr<T>() : nullptr;
+  const T* ln_c_w = ln ? p.ln_c_w.data_ptr<T>() : nullptr;
+  const T* ln_c_b = ln ? p.ln_c_b.data_ptr<T>() : nullptr;
+
+  for (index_t k = T_ - 1; k >= 0; --k) {
+    const index_t t = seq.position(k);
+    T* d_hc_t = proj ? d_hc_d + t * B * P : d_hc_d;
+    for_rows(B, P, [&](index_t b) {
+      const T* kh = seq.keep_h ? seq.keep_h + (t * B + b) * P : nullptr;
+      split_state_grad(d_h_d + b * P, d_out_d + (t * B + b) * P, seq.mask_at(t, b), kh,
+                       d_hc_t + b * P, d_keep_d + b * P, P);
+    });
+    if (proj) {  // h̃ = m W_hr^T  =>  d_m = d_h̃ W_hr
+      gemm<T>(false, false, B, H, P, T(1), d_hc_t, P, w_hr, H, T(0), d_m_d, H);
+    }
+    const T* d_m_src = proj ? d_m_d : d_hc_t;
+    for_rows(B, G, [&](index_t b) {
+      const index_t row = t * B + b;
+      const T* gate = gates_d + row * G;
+      const T* cn = c_new_d + row * H;
+      const T* cp = c_prev_d + row * H;
+      const T* dm = d_m_src + b * H;
+      const T* kc = seq.keep_c ? seq.keep_c + row * H : nullptr;
+      T* dcr = d_c_d + b * H;
+      T* dz = d_z_d + row * G;
+      // m = o ⊙ tanh(ĉ):  d_o = d_m tanh(ĉ),  d_ĉ = d_m o (1 - tanh(ĉ)^2); d_ĉ goes in the
+      // g block until it is needed, d_z_o in the o block.
+      for (index_t j = 0; j < H; ++j) {
+        const T cv = ln ? c_hat_d[row * H + j] * ln_c_w[j] + ln_c_b[j] : cn[j];
+        const T tc = tanh_fast(cv), o = gate[3 * H + j];
+        dz[2 * H + j] = dm[j] * o * (T(1) - tc * tc);
+        // σ'(z) = σ(z)(1 - σ(z))
+        dz[3 * H + j] = dm[j] * tc * o * (T(1) - o);
+      }
+      if (ln) {
+        T* dch = d_ch_d + row * H;
+        std::memcpy(dch, dz + 2 * H, sizeof(T) * H);
+        normalize_row_backward(dch, c_hat_d + row * H, rs_c_d[row], ln_c_w, dz + 2 * H, H);
+      }
+      for (index_t j = 0; j < H; ++j) {
+        const T i = gate[j], f = gate[H + j], g = gate[2 * H + j];
+        const T d_state = dcr[j];
+        const T keep = kc ? kc[j] : T(1);
+        const T dzo = dz[3 * H + j];
+        T dcn = keep * d_state + dz[2 * H + j];
+        if (peep) dcn += dzo * w_co[j];  // z_o also holds w_co ⊙ c_t
+        // c_t = f ⊙ c_{t-1} + i ⊙ g
+        const T dzi = dcn * g * i * (T(1) - i);
+        const T dzf = dcn * cp[j] * f * (T(1) - f);
+        const T dzg = dcn * i * (T(1) - g * g);
+        T dcp = dcn * f + (d_state - keep * d_state);
+        if (peep) dcp += dzi * w_ci[j] + dzf * w_cf[j];
+        dcr[j] = dcp;
+        dz[j] = dzi; dz[H + j] = dzf; dz[2 * H + j] = dzg;
+      }
+      if (ln) {
+        normalize_row_backward(dz, xh_hh_d + row * G, rs_hh_d[row], ln_hh_w,
+                               d_hh_d + row * G, G);
+      }
+    });
+    // hh = (h_{t-1} ⊙ mask) W_hh^T  =>  d_h_{t-1} = (d_hh W_hh) ⊙ mask + (1 - k) d_h_t
+    gemm<T>(false, false, B, P, G, T(1), d_hh_d + t * B * G, G, w_hh, P, T(0), d_rec_d, P);
+    for (index_t j = 0; j < B * P; ++j) {
+      const T rec = seq.h_mask ? d_rec_d[j] * seq.h_mask[j] : d_rec_d[j];
+      d_h_d[j] = rec + d_keep_d[j];
+    }
+  }
+
+  // Everything not recurrent, as big operations over all steps at once.
+  const auto d_z2 = d_z.view({T_ * B, G});
+  at::Tensor d_xp = d_z2;
+  std::vector<at::Tensor> grads;
+  if (ln) {
+    d_xp = at::empty_like(d_z2);
+    const T* xh_ih_d = x_hat_ih.data_ptr<T>();
+    const T* rs_ih_d = inv_std_ih.data_ptr<T>();
+    const T* ln_ih_w = p.ln_ih_w.data_ptr<T>();
+    T* d_xp_d = d_xp.data_ptr<T>();
+    for_rows(T_ * B, G, [&](index_t r) {
+      normalize_row_backward(d_z_d + r * G, xh_ih_d + r * G, rs_ih_d[r], ln_ih_w,
+                             d_xp_d + r * G, G);
+    });
+  }
+  const auto x2d = x.view({T_ * B, s.I});
+  auto h_in = h_prev.view({T_ * B, P});
+  if (seq.h_mask) {
+    h_in = (h_prev * at::from_blob(const_cast<T*>(seq.h_mask), {B, P}, opts)).view({T_ * B, P});
+  }
+  const auto d_hh2 = d_hh.view({T_ * B, G});
+  grads.push_back(d_xp.t().mm(x2d));   // weight_ih
+  grads.push_back(d_hh2.t().mm(h_in));  // weight_hh
+  const auto d_bias = d_z2.sum(0);
+  if (p.b_ih.defined()) {
+    grads.push_back(d_bias);
+    grads.push_back(d_bias.clone());
+  }
+  if (proj) grads.push_back(d_h_cand.view({T_ * B, P}).t().mm(m_all.view({T_ * B, H})));
+  if (peep) {
+    grads.push_back((d_z.narrow(2, 0, H) * c_prev).sum({0, 1}));
+    grads.push_back((d_z.narrow(2, H, H) * c_prev).sum({0, 1}));
+    grads.push_back((d_z.narrow(2, 3 * H, H) * c_new).sum({0, 1}));
+  }
+  if (ln) {
+    grads.push_back((d_z2 * x_hat_ih.view({T_ * B, G})).sum(0));
+    grads.push_back(d_bias.clone());
+    grads.push_back((d_z2 * x_hat_hh.view({T_ * B, G})).sum(0));
+    grads.push_back(d_bias.clone());
+    grads.push_back((d_c_hat * c_hat).sum({0, 1}));
+    grads.push_back(d_c_hat.sum({0, 1}));
+  }
+  auto d_x = d_xp.mm(p.w_ih).view({T_, B, s.I});
+  return {d_x, d_h, d_c, grads};
+}
+
+template <typename T>
+Sequence<T> make_sequence(const Sizes& s, bool reverse, const std::optional<at::Tensor>& mask,
+                          const std::optional<at::Tensor>& keep_h,
+                          const std::optional<at::Tensor>& keep_c,
+                          const std::optional<at::Tensor>& h_mask) {
+  return Sequence<T>{s.T, s.B, reverse, data_or_null<T>(mask), data_or_null<T>(keep_h),
+                     data_or_null<T>(keep_c), data_or_null<T>(h_mask)};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_forward(
+    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& c0,
+    at::TensorList params, const std::optional<at::Tensor>& mask,
+    const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& keep_c,
+    const std::optional<at::Tensor>& h_mask, bool reverse, bool save, bool bias,
+    bool peephole, bool layer_norm, int64_t proj_size) {
+  check_input(x_in, "x");
+  const auto x = x_in.contiguous();
+  const auto p = parse_params(params, x, bias, peephole, layer_norm, proj_size);
+  const auto s = check_sizes(x, p, proj_size);
+  TORCH_CHECK(h0.sizes() == at::IntArrayRef({s.B, s.P}) && c0.sizes() == at::IntArrayRef({s.B, s.H}),
+              "rnnkit lstm: h0 must be (", s.B, ", ", s.P, ") and c0 (", s.B, ", ", s.H,
+              "), got ", h0.sizes(), " and ", c0.sizes());
+  const auto m = prepare_optional(mask, x, {s.T, s.B}, "mask");
+  const auto kh = prepare_optional(keep_h, x, {s.T, s.B, s.P}, "keep_h");
+  const auto kc = prepare_optional(keep_c, x, {s.T, s.B, s.H}, "keep_c");
+  const auto hm = prepare_optional(h_mask, x, {s.B, s.P}, "h_mask");
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_forward", [&] {
+    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), c0.to(x.scalar_type()), p, s,
+                                  make_sequence<scalar_t>(s, reverse, m, kh, kc, hm), save);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_backward(
+    const at::Tensor& d_output, const at::Tensor& d_h_n, const at::Tensor& d_c_n,
+    const at::Tensor& x_in, at::TensorList params, at::TensorList saved,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
+    const std::optional<at::Tensor>& keep_c, const std::optional<at::Tensor>& h_mask,
+    bool reverse, bool bias, bool peephole, bool layer_norm, int64_t proj_size) {
+  check_input(x_in, "x");
+  const auto x = x_in.contiguous();
+  const auto p = parse_params(params, x, bias, peephole, layer_norm, proj_size);
+  const auto s = check_sizes(x, p, proj_size);
+  const auto m = prepare_optional(mask, x, {s.T, s.B}, "mask");
+  const auto kh = prepare_optional(keep_h, x, {s.T, s.B, s.P}, "keep_h");
+  const auto kc = prepare_optional(keep_c, x, {s.T, s.B, s.H}, "keep_c");
+  const auto hm = prepare_optional(h_mask, x, {s.B, s.P}, "h_mask");
+  std::vector<at::Tensor> saved_c;
+  for (const auto& t : saved) saved_c.push_back(t.contiguous());
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_backward", [&] {
+    return backward_impl<scalar_t>(d_output, d_h_n, d_c_n, x, p, s, saved_c,
+                                   make_sequence<scalar_t>(s, reverse, m, kh, kc, hm));
+  });
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,275 @@
+"""The fused C++ kernels against the reference kernel, their ops, and the fallback path."""
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from rnnkit.cells import CellSpec, get_activation
+from rnnkit.kernels import bptt, dispatch, reference
+from tests.util import random_inputs, random_params, spec_cases
+
+cpu = pytest.importorskip("rnnkit.kernels.cpu")
+if cpu.unavailable_reason() is not None:  # pragma: no cover - only on machines without g++
+    pytest.skip(f"fused CPU kernel unavailable: {cpu.unavailable_reason()}",
+                allow_module_level=True)
+
+TOLERANCE = {torch.float64: dict(rtol=1e-10, atol=1e-10),
+             torch.float32: dict(rtol=1e-5, atol=1e-5)}
+SCENARIOS = ["plain", "reverse-lengths", "dropout-zoneout", "eval-zoneout"]
+
+
+def _options(spec, scenario, seq_len, batch, dtype, seed=3):
+    """Keyword arguments of ``run`` for one scenario: lengths, masks, zoneout."""
+    gen = torch.Generator().manual_seed(seed)
+    if scenario == "plain":
+        return {}
+    if scenario == "reverse-lengths":
+        lengths = torch.randint(1, seq_len + 1, (batch,), generator=gen)
+        lengths[0] = seq_len
+        return dict(reverse=True, lengths=lengths)
+    if scenario == "dropout-zoneout":
+        h_mask = (torch.rand(batch, spec.output_size, generator=gen) < 0.7).to(dtype) / 0.7
+        zoneout = tuple((torch.rand(seq_len, batch, size, generator=gen) < 0.3).to(dtype)
+                        for size in spec.state_sizes)
+        lengths = torch.randint(1, seq_len + 1, (batch,), generator=gen)
+        return dict(h_mask=h_mask, zoneout=zoneout, lengths=lengths)
+    return dict(zoneout=tuple(torch.tensor(0.25, dtype=dtype) for _ in spec.state_sizes))
+
+
+def _run_with_grads(kernel, spec, x, state0, params, options, seed=5):
+    """Outputs, final state and the gradients of a random linear loss w.r.t. everything."""
+    outputs, state = kernel(spec, x, state0, params, **options)
+    gen = torch.Generator().manual_seed(seed)
+    loss = (outputs * torch.randn(outputs.shape, generator=gen, dtype=x.dtype)).sum()
+    for s in state:
+        loss = loss + (s * torch.randn(s.shape, generator=gen, dtype=x.dtype)).sum()
+    inputs = [x, *state0, *params.values()]
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    names = ["x", *(f"state0[{i}]" for i in range(len(state0))), *params]
+    return outputs, state, dict(zip(names, grads))
+
+
+def _assert_matches(spec, seq_len, batch, dtype, options_fn, seed=0):
+    params = random_params(spec, dtype=dtype, seed=seed)
+    x, state0 = random_inputs(spec, seq_len, batch, dtype=dtype, seed=seed + 1)
+    options = options_fn(spec, seq_len, batch, dtype)
+    want = _run_with_grads(reference.run, spec, x, state0, params, options)
+    got = _run_with_grads(cpu.run, spec, x, state0, params, options)
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(got[0], want[0], **tol, msg="outputs")
+    for i, (g, w) in enumerate(zip(got[1], want[1])):
+        torch.testing.assert_close(g, w, **tol, msg=f"final state {i}")
+    for name, w in want[2].items():
+        g = got[2][name]
+        w = torch.zeros_like(g) if w is None else w
+        torch.testing.assert_close(g, w, **tol, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("case", spec_cases(), ids=lambda c: c[0])
+def test_matches_reference(case, scenario, dtype):
+    _, spec = case
+    for seq_len, batch in ((1, 1), (4, 3)):
+        _assert_matches(spec, seq_len, batch, dtype,
+                        lambda s, t, b, d: _options(s, scenario, t, b, d))
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru", "rnn"])
+def test_matches_reference_wide_batch(family):
+    """Big enough to take the multi-threaded pointwise path; H not a vector-width multiple."""
+    specs = {"lstm": CellSpec("lstm", 7, 37, peephole=True, layer_norm=True),
+             "gru": CellSpec("gru", 7, 37), "rnn": CellSpec("rnn", 7, 37)}
+    _assert_matches(specs[family], 3, 130, torch.float64,
+                    lambda s, t, b, d: _options(s, "dropout-zoneout", t, b, d))
+
+
+def test_results_do_not_depend_on_thread_count():
+    spec = CellSpec("lstm", 8, 45, layer_norm=True)
+    params = random_params(spec, dtype=torch.float64)
+    x, state0 = random_inputs(spec, 5, 200, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, max(2, threads)):
+            torch.set_num_threads(n)
+            results.append(_run_with_grads(cpu.run, spec, x, state0, params, {}))
+    finally:
+        torch.set_num_threads(threads)
+    (out1, state1, grads1), (out2, state2, grads2) = results
+    torch.testing.assert_close(out1, out2, rtol=1e-13, atol=1e-13)
+    for name in grads1:
+        torch.testing.assert_close(grads1[name], grads2[name], rtol=1e-12, atol=1e-12)
+
+
+def test_custom_activation_runs_on_bptt(monkeypatch):
+    spec = dict(spec_cases())["rnn-custom"]
+    calls = []
+    monkeypatch.setattr(bptt, "run", lambda *a, **k: calls.append(1) or reference.run(*a, **k))
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, 3, 2)
+    cpu.run(spec, x, state0, params)
+    assert calls == [1]
+
+
+def test_inference_saves_nothing():
+    spec = CellSpec("lstm", 3, 5)
+    params = {k: v.detach() for k, v in random_params(spec).items()}
+    x, state0 = random_inputs(spec, 4, 2)
+    with torch.no_grad():
+        outputs, _ = cpu.run(spec, x, state0, params)
+    _, _, _, saved = torch.ops.rnnkit.lstm_forward(
+        x.detach(), state0[0].detach(), state0[1].detach(), list(params.values()), None,
+        None, None, None, False, False, True, False, False, 0)
+    assert saved == []
+    torch.testing.assert_close(outputs, reference.run(spec, x, state0, params)[0])
+
+
+# --- The ops themselves: opcheck and gradcheck. ---
+
+def _op_cases():
+    """(op name, spec, extra flags) for every forward op and option set."""
+    return [
+        ("lstm", CellSpec("lstm", 3, 4)),
+        ("lstm", CellSpec("lstm", 3, 4, peephole=True, proj_size=2, layer_norm=True)),
+        ("gru", CellSpec("gru", 3, 4)),
+        ("gru", CellSpec("gru", 3, 4, reset_after=False)),
+        ("rnn", CellSpec("rnn", 3, 4, activation=get_activation("relu"))),
+    ]
+
+
+def _op_args(spec, save=True, masks=False, seq_len=3, batch=2):
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, seq_len, batch)
+    param_list = list(params.values())
+    T, B = seq_len, batch
+    mask = torch.ones(T, B, dtype=x.dtype) if masks else None
+    keeps = [torch.full((T, B, s), 0.8, dtype=x.dtype) if masks else None
+             for s in spec.state_sizes]
+    h_mask = torch.full((B, spec.output_size), 1.25, dtype=x.dtype) if masks else None
+    if spec.family == "lstm":
+        return (x, *state0, param_list, mask, *keeps, h_mask, False, save, spec.bias,
+                spec.peephole, spec.layer_norm, spec.proj_size)
+    flag = spec.reset_after if spec.family == "gru" else 1
+    return (x, *state0, param_list, mask, keeps[0], h_mask, True, save, spec.bias, flag)
+
+
+@pytest.mark.parametrize("masks", [False, True], ids=["plain", "masks"])
+@pytest.mark.parametrize("index", range(len(_op_cases())))
+def test_opcheck_forward(index, masks):
+    family, spec = _op_cases()[index]
+    op = getattr(torch.ops.rnnkit, f"{family}_forward")
+    torch.library.opcheck(op, _op_args(spec, masks=masks))
+
+
+@pytest.mark.parametrize("index", range(len(_op_cases())))
+def test_opcheck_backward(index):
+    family, spec = _op_cases()[index]
+    args = [a.detach() if torch.is_tensor(a) else a for a in _op_args(spec)]
+    args = [[p.detach() for p in a] if isinstance(a, list) else a for a in args]
+    state_count = len(spec.state_sizes)
+    forward = getattr(torch.ops.rnnkit, f"{family}_forward")
+    outputs, *final, saved = forward(*args)
+    x, params = args[0], args[1 + state_count]
+    options = args[2 + state_count:]
+    flag_count = 4 if family == "lstm" else 2
+    backward_args = (torch.randn_like(outputs), *(torch.randn_like(s) for s in final), x,
+                     params, saved, *options[:-flag_count - 1], *options[-flag_count:])
+    op = getattr(torch.ops.rnnkit, f"{family}_backward")
+    torch.library.opcheck(op, backward_args)
+
+
+@pytest.mark.parametrize("index", range(len(_op_cases())))
+def test_gradcheck(index):
+    family, spec = _op_cases()[index]
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, 3, 2)
+    gen = torch.Generator().manual_seed(7)
+    options = dict(lengths=torch.tensor([3, 2]), h_mask=torch.rand(
+        2, spec.output_size, generator=gen, dtype=torch.float64) + 0.5,
+        zoneout=tuple(torch.full((3, 2, s), 0.3, dtype=torch.float64)
+                      for s in spec.state_sizes))
+    names = list(params)
+    count = len(state0)
+
+    def fn(x, *tensors):
+        outputs, state = cpu.run(spec, x, tensors[:count], dict(zip(names, tensors[count:])),
+                                 reverse=True, **options)
+        return (outputs, *state)
+
+    assert torch.autograd.gradcheck(fn, (x, *state0, *params.values()))
+
+
+def test_torch_compile():
+    spec = CellSpec("lstm", 3, 5, peephole=True)
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, 4, 2)
+
+    def loss_fn(x, h0, c0, *weights):
+        outputs, (h, c) = cpu.run(spec, x, (h0, c0), dict(zip(params, weights)))
+        return outputs.square().sum() + h.sum() + c.sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(loss_fn, backend="aot_eager", fullgraph=True)
+    inputs = (x, *state0, *params.values())
+    got = torch.autograd.grad(compiled(*inputs), inputs)
+    want = torch.autograd.grad(loss_fn(*inputs), inputs)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+# --- Dispatch and the fallback when the extension is unavailable. ---
+
+def test_dispatch_picks_fused_kernel_for_cpu_floats():
+    x = torch.zeros(2, 1, 3)
+    assert dispatch.choose_kernel(x) == ("cpu" if "RNNKIT_KERNEL" not in os.environ
+                                         else os.environ["RNNKIT_KERNEL"])
+    assert not cpu.supports(x.to(torch.int64))
+
+
+def test_fallback_warns_once_and_uses_bptt(monkeypatch):
+    monkeypatch.delenv("RNNKIT_KERNEL", raising=False)
+    monkeypatch.setattr(dispatch, "_cpu_state", {})
+    monkeypatch.setattr(cpu, "unavailable_reason", lambda: "simulated build failure")
+    spec = CellSpec("gru", 3, 4)
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, 3, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out1, _ = dispatch.run(spec, x, state0, params)
+        out2, _ = dispatch.run(spec, x, state0, params)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "simulated build failure" in messages[0]
+    assert dispatch.choose_kernel(x) == "bptt"
+    torch.testing.assert_close(out1, bptt.run(spec, x, state0, params)[0])
+
+
+@pytest.mark.parametrize("env", [{"RNNKIT_CPU_DISABLE": "1"},
+                                 {"CXX": "/nonexistent/c++", "RNNKIT_CACHE": "{tmp}"}],
+                         ids=["disabled", "no-compiler"])
+def test_unavailable_extension_in_fresh_process(env, tmp_path):
+    """A fresh process without the extension: a reason, one warning, the bptt kernel."""
+    env = {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    script = (
+        "import warnings, torch\n"
+        "from rnnkit.cells import CellSpec\n"
+        "from rnnkit.kernels import cpu, dispatch\n"
+        "print('reason:', cpu.unavailable_reason())\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    spec = CellSpec('lstm', 2, 3)\n"
+        "    params = {k: torch.randn(s) for k, s in spec.param_shapes().items()}\n"
+        "    x = torch.randn(2, 1, 2)\n"
+        "    for _ in range(2):\n"
+        "        dispatch.run(spec, x, (torch.zeros(1, 3), torch.zeros(1, 3)), params)\n"
+        "print('kernel:', dispatch.choose_kernel(x), 'warnings:', len(w))\n")
+    environment = {**os.environ, **env}
+    environment.pop("RNNKIT_KERNEL", None)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=environment, timeout=120, cwd=os.getcwd())
+    assert result.returncode == 0, result.stderr
+    assert "reason: None" not in result.stdout
+    assert "kernel: bptt warnings: 1" in result.stdout

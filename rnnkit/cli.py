@@ -113,6 +113,8 @@ def _run_train(args, overrides):
         # the run's own config, with only what was given explicitly on this command line
         config = apply_overrides(config_from_dict(meta["config"]), explicit).validate()
         vocab = Vocab.from_json(meta["vocab"])
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
     world = World.from_env()
     d = config.data
     corpus = load_corpus(d.dataset, d.train, d.valid, d.test, d.level, vocab=vocab)

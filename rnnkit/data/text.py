@@ -69,7 +69,14 @@ class Vocab:
         tokens = [self.tokens[int(i)] for i in ids]
         if self.level == "char":
             return "".join(tokens)
-        return " ".join(tokens).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+        lines, words = [], []
+        for token in tokens:
+            if token == EOS:
+                lines.append(" ".join(words) + "\n")
+                words = []
+            else:
+                words.append(token)
+        return "".join(lines) + " ".join(words)
 
     def to_json(self):
         return {"level": self.level, "tokens": self.tokens}

@@ -74,6 +74,7 @@ class TrainConfig:
     eval_batch_size: int = 10
     loss_reduction: str = "mean"  # "mean" per token | "sum_over_time" (Zaremba et al.)
     seed: int = 1234
+    threads: int = 0           # torch intra-op threads per process; 0 = torch's default
     max_minutes: float = 0.0   # stop (with a checkpoint) after this long; 0 = no limit
     log_every: int = 50        # steps between metric rows
     checkpoint_every: int = 1000  # steps between mid-epoch checkpoints; 0 = epoch ends

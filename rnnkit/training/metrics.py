@@ -29,6 +29,7 @@ class MetricsLog:
     """
 
     def __init__(self, out_dir, tensorboard=True, resume_step=None):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(out_dir) / "metrics.csv"
         if resume_step is not None and self.path.exists():
             self._truncate(resume_step)

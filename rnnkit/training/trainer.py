@@ -138,8 +138,7 @@ class Trainer:
         self.run_start = time.monotonic()
         previous = self._install_signal_handlers()
         if self.world.is_main and self.out_dir:
-            self.log = MetricsLog(self.out_dir, t.tensorboard,
-                                  resume_step=self.step_count if self.step_count else None)
+            self.log = MetricsLog(self.out_dir, t.tensorboard, resume_step=self.step_count)
         try:
             while self.epoch <= t.epochs and self.stop_reason is None:
                 if self.train_epoch():

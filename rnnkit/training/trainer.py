@@ -277,7 +277,7 @@ class Trainer:
             raise KeyboardInterrupt
         self._signal = signal.Signals(signum).name
         self._say(f"\n{self._signal}: finishing this step, then writing a checkpoint "
-                  f"(press Ctrl-C again to abort without one)")
+                  f"(press Ctrl-C again to abort without one)", always=True)
 
     def _should_stop(self):
         limit = self.config.train.max_minutes * 60
@@ -400,8 +400,8 @@ class Trainer:
                       f" | lr {self.current_lr():.4g} | {speed or 0:,.0f} tok/s")
         self.interval = [0.0, 0, 0.0]
 
-    def _say(self, text):
-        if self.world.is_main and self.config.train.progress != "off":
+    def _say(self, text, always=False):
+        if self.world.is_main and (always or self.config.train.progress != "off"):
             (tqdm.write if self.bar is not None else print)(text, file=sys.stderr)
 
     def _plot(self):

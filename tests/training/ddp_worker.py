@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import tiny_trainer  # noqa: E402
+from training_helpers import tiny_trainer  # noqa: E402
 
 
 def main(tmp, tag):

@@ -10,7 +10,7 @@ from rnnkit.data.text import batchify
 from rnnkit.training.checkpoint import CheckpointError, CheckpointManager
 from rnnkit.training.trainer import NonFiniteLoss, Trainer, detach_state
 
-from helpers import tiny_trainer
+from training_helpers import tiny_trainer
 
 
 def train_losses(run_dir):

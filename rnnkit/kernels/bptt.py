@@ -42,7 +42,9 @@ class BPTTFunction(torch.autograd.Function):
         ctx.spec, ctx.reverse, ctx.caches = spec, reverse, caches
         ctx.mask, ctx.keeps = mask, keeps
         ctx.save_for_backward(x, *tensors[state_count:])
-        return (outputs, *state)
+        # the caches hold the last step's state: returning those very tensors would make a
+        # cycle (output -> grad_fn -> ctx -> caches -> output) that leaks every graph
+        return (outputs, *(s.clone() for s in state))
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -106,3 +106,19 @@ def test_final_state_of_each_sequence_is_its_own_last_step():
     _, short = bptt.run(spec, x[:3, 1:], tuple(s[1:] for s in state0), params)
     for f, s in zip(final, short):
         torch.testing.assert_close(f[1:], s, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,spec", [CASES[0], CASES[5]], ids=["rnn", "lstm"])
+def test_graph_is_freed_after_backward(name, spec):
+    """No reference cycle keeps a sequence's graph (and its caches) alive."""
+    import gc
+    import weakref
+
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, seq_len=5, batch=2)
+    outputs, final = bptt.run(spec, x, state0, params)
+    (outputs.sum() + sum(s.sum() for s in final)).backward()
+    refs = [weakref.ref(t) for t in (outputs, *final)]
+    del outputs, final
+    gc.collect()
+    assert all(ref() is None for ref in refs)

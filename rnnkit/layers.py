@@ -34,7 +34,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 from rnnkit.cells import CellSpec, get_activation
 from rnnkit.kernels import dispatch
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "LAYERS", "make_layer"]
 
 def _check_size(owner, name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -491,3 +491,13 @@ class GRUCell(_CellBase):
     """One GRU step, with the ``reset_after`` option."""
 
     family = "gru"
+
+
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+def make_layer(cell: str, *args, **kwargs) -> RNNBase:
+    """``make_layer('gru', 10, 20, num_layers=2)``: a layer chosen by its family name."""
+    if cell not in LAYERS:
+        raise ValueError(f"cell must be one of {sorted(LAYERS)}, got {cell!r}")
+    return LAYERS[cell](*args, **kwargs)

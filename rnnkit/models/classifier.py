@@ -1,0 +1,77 @@
+"""Many-to-one: a sequence in, one label out (sentiment, topic, ...)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnkit.attention import Attention
+from rnnkit.models.encoder import RecurrentEncoder
+
+__all__ = ["Classifier", "POOLINGS"]
+
+POOLINGS = ("last", "mean", "max", "attention")
+
+
+class Classifier(nn.Module):
+    """Embedding -> (bi)RNN -> pooling over time -> MLP -> class logits.
+
+    Args:
+        vocab_size: V. num_classes: C.
+        embed_size, hidden_size, num_layers, cell, bidirectional, dropout, **options:
+            the :class:`RecurrentEncoder` (defaults 128, 128, 1, 'lstm', True, 0.0).
+        pooling: ``'last'`` (final states of both directions), ``'mean'``, ``'max'``, or
+            ``'attention'`` (a learned query attends over the outputs; the weights are
+            kept in ``last_attention``). Default ``'max'``.
+        mlp_size: hidden width of the head; 0 = a single linear layer (default 0).
+
+    ``forward(source (N, L), source_lengths (N,)) -> logits (N, C)``.
+    """
+
+    kind = "classify"
+
+    def __init__(self, vocab_size, num_classes, embed_size=128, hidden_size=128,
+                 num_layers=1, cell="lstm", bidirectional=True, pooling="max",
+                 mlp_size=0, dropout=0.0, **options):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"Classifier: pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        self.encoder = RecurrentEncoder(vocab_size, embed_size, hidden_size, num_layers,
+                                        cell, bidirectional, dropout, **options)
+        features = self.encoder.output_size
+        if pooling == "attention":
+            self.query = nn.Parameter(torch.randn(features) / features ** 0.5)
+            self.attention = Attention(features, features, score="additive")
+        self.drop = nn.Dropout(dropout)
+        if mlp_size:
+            self.head = nn.Sequential(nn.Linear(features, mlp_size), nn.Tanh(),
+                                      nn.Dropout(dropout), nn.Linear(mlp_size, num_classes))
+        else:
+            self.head = nn.Linear(features, num_classes)
+        self.last_attention = None
+
+    def forward(self, source, source_lengths):
+        outputs, state = self.encoder(source, source_lengths)  # (N, L, D*H)
+        mask = torch.arange(source.size(1), device=source.device) < source_lengths[:, None]
+        if self.pooling == "last":
+            h_n = state[0] if isinstance(state, tuple) else state  # (layers*D, N, H)
+            directions = 2 if self.encoder.rnn.bidirectional else 1
+            pooled = torch.cat(list(h_n[-directions:]), dim=-1)
+        elif self.pooling == "mean":
+            pooled = outputs.sum(1) / source_lengths[:, None].to(outputs.dtype)
+        elif self.pooling == "max":
+            pooled = outputs.masked_fill(~mask[..., None], float("-inf")).max(1).values
+        else:
+            query = self.query.expand(source.size(0), -1)
+            pooled, self.last_attention = self.attention(query, outputs, mask=mask)
+        return self.head(self.drop(pooled))
+
+    def loss(self, batch):
+        """Mean cross-entropy (nats) of the batch's labels."""
+        return F.cross_entropy(self(batch["source"], batch["source_lengths"]), batch["labels"])
+
+    @torch.no_grad()
+    def predict(self, batch):
+        """Predicted class ids (N,)."""
+        return self(batch["source"], batch["source_lengths"]).argmax(-1)

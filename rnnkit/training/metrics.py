@@ -9,7 +9,8 @@ from pathlib import Path
 __all__ = ["lm_metrics", "MetricsLog", "COLUMNS", "read_metrics"]
 
 COLUMNS = ["step", "epoch", "split", "loss", "ppl", "bpc", "lr", "tokens_per_s",
-           "elapsed_s"]
+           "elapsed_s", "accuracy", "exact_match", "bleu"]
+SCALARS = ("loss", "ppl", "bpc", "lr", "tokens_per_s", "accuracy", "exact_match", "bleu")
 
 
 def lm_metrics(loss, level):
@@ -53,7 +54,7 @@ class MetricsLog:
         self.writer.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
         self.file.flush()
         if self.tb is not None:
-            for key in ("loss", "ppl", "bpc", "lr", "tokens_per_s"):
+            for key in SCALARS:
                 if row.get(key) is not None:
                     self.tb.add_scalar(f"{row['split']}/{key}", row[key], row["step"])
 

@@ -106,11 +106,7 @@ class Trainer:
         if t.batch_size % self.world.world_size:
             raise ConfigError(f"config key train.batch_size: {t.batch_size} must be "
                               f"divisible by the {self.world.world_size} processes")
-        self.train_data = shard_columns(batchify(corpus.train, t.batch_size),
-                                        self.world.rank, self.world.world_size)
-        self.valid_data = self._eval_shard(corpus.valid)
-        self.test_data = self._eval_shard(corpus.test)
-        self.steps_per_epoch = num_batches(self.train_data, t.bptt)
+        self._setup_data(corpus)
         self.network = model
         if self.world.distributed:
             self.network = torch.nn.parallel.DistributedDataParallel(model)
@@ -125,6 +121,15 @@ class Trainer:
         self.interval = [0.0, 0, 0.0]  # loss * tokens, tokens, wall seconds
         self.last_grad_norm, self.stop_reason, self._signal = None, None, None
         self.log, self.bar = None, None
+
+    def _setup_data(self, corpus):
+        """This rank's batchified train stream and eval shards; steps per epoch."""
+        t = self.config.train
+        self.train_data = shard_columns(batchify(corpus.train, t.batch_size),
+                                        self.world.rank, self.world.world_size)
+        self.valid_data = self._eval_shard(corpus.valid)
+        self.test_data = self._eval_shard(corpus.test)
+        self.steps_per_epoch = num_batches(self.train_data, t.bptt)
 
     def _eval_shard(self, stream):
         source = batchify(stream, self.config.train.eval_batch_size)
@@ -156,13 +161,13 @@ class Trainer:
         t = self.config.train
         self.bar = self._progress_bar()
         while self.batch_index < self.steps_per_epoch:
-            inputs, targets = get_batch(self.train_data, self.batch_index, t.bptt)
+            batch, count = self.next_batch()
             tick = time.monotonic()
-            loss = self.step(inputs, targets)
+            loss = self.step(*batch)
             self.batch_index += 1
             self.step_count += 1
-            self.interval[0] += loss * targets.numel()
-            self.interval[1] += targets.numel()
+            self.interval[0] += loss * count
+            self.interval[1] += count
             self.interval[2] += time.monotonic() - tick
             if self.bar is not None:
                 self.bar.update(1)
@@ -177,6 +182,26 @@ class Trainer:
         if self.bar is not None:
             self.bar.close()
         return True
+
+    def next_batch(self):
+        """The training batch at the current position, as the arguments of ``step``,
+        and the number of predictions in it (tokens)."""
+        inputs, targets = get_batch(self.train_data, self.batch_index, self.config.train.bptt)
+        return (inputs, targets), targets.numel()
+
+    def split_metrics(self, split):
+        """Metrics of the ``"valid"`` or ``"test"`` split (always with ``"loss"``)."""
+        data = self.valid_data if split == "valid" else self.test_data
+        return lm_metrics(self.evaluate(data), self.vocab.level)
+
+    def train_metrics(self, loss):
+        """Metrics shown for a training interval of mean loss ``loss``."""
+        return lm_metrics(loss, self.vocab.level)
+
+    @staticmethod
+    def selection_score(metrics):
+        """Lower is better: the number that picks the best checkpoint."""
+        return metrics["loss"]
 
     def step(self, inputs, targets):
         """One optimizer step on one chunk; returns the chunk's mean loss (nats/token,
@@ -225,11 +250,11 @@ class Trainer:
         return float(total[0] / total[1])
 
     def _end_epoch(self):
-        valid = self.evaluate(self.valid_data)
-        self.schedule.end_epoch(valid)
-        is_best = valid < self.best_valid
-        self.best_valid = min(self.best_valid, valid)
-        metrics = lm_metrics(valid, self.vocab.level)
+        metrics = self.split_metrics("valid")
+        self.schedule.end_epoch(metrics["loss"])
+        score = self.selection_score(metrics)
+        is_best = score < self.best_valid
+        self.best_valid = min(self.best_valid, score)
         if self.log:
             self.log.log(step=self.step_count, epoch=self.epoch, split="valid",
                          lr=self.current_lr(), elapsed_s=self.elapsed(), **metrics)
@@ -247,9 +272,8 @@ class Trainer:
             best = self.checkpoints.best() if self.checkpoints else None
             if best is not None:
                 self.load_weights(best)
-            test = self.evaluate(self.test_data)
-            summary["test"] = lm_metrics(test, self.vocab.level)
-            summary["valid"] = lm_metrics(self.best_valid, self.vocab.level)
+            summary["test"] = self.split_metrics("test")
+            summary["valid"] = self.split_metrics("valid")
             if self.log:
                 self.log.log(step=self.step_count, epoch=self.epoch - 1, split="test",
                              elapsed_s=self.elapsed(), **summary["test"])
@@ -386,14 +410,14 @@ class Trainer:
             return
         loss = loss_tokens / tokens
         speed = tokens * self.world.world_size / seconds if seconds > 0 else None
-        metrics = lm_metrics(loss, self.vocab.level)
+        metrics = self.train_metrics(loss)
         if self.log:
             self.log.log(step=self.step_count, epoch=self.epoch, split="train",
                          lr=self.current_lr(), tokens_per_s=speed,
                          elapsed_s=self.elapsed(), **metrics)
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{metrics['ppl']:.1f}",
-                                 tok_s=f"{speed or 0:,.0f}")
+            shown = {k: f"{v:.3f}" if k == "loss" else f"{v:.4g}" for k, v in metrics.items()}
+            self.bar.set_postfix(**shown, tok_s=f"{speed or 0:,.0f}")
         elif getattr(self, "_log_lines", False):
             self._say(f"epoch {self.epoch:3d} | step {self.batch_index:6d}/"
                       f"{self.steps_per_epoch} | train " + _fmt_metrics(metrics) +
@@ -413,8 +437,8 @@ class Trainer:
 
 
 def _fmt_metrics(m):
-    text = f"loss {m['loss']:.4f} ppl {m['ppl']:.2f}"
-    return text + (f" bpc {m['bpc']:.4f}" if "bpc" in m else "")
+    return " ".join(f"{k} {v:.4f}" if k in ("loss", "bpc") else f"{k} {v:.2f}"
+                    for k, v in m.items())
 
 
 def _jsonable(obj):

@@ -26,8 +26,11 @@ def plot_curves(metrics_csv, png_path, title=None):
             ax.plot(steps, losses, style, label=split, markersize=4, linewidth=1.2)
     test = [r for r in rows if r["split"] == "test"]
     if test:
-        ax.axhline(test[-1]["loss"], color="gray", linestyle="--", linewidth=1,
-                   label=f"test {test[-1]['loss']:.3f} (ppl {test[-1]['ppl']:.1f})")
+        last = test[-1]
+        extra = next((f"{k} {last[k]:.4g}" for k in ("ppl", "accuracy", "exact_match")
+                      if last.get(k) is not None), "")
+        ax.axhline(last["loss"], color="gray", linestyle="--", linewidth=1,
+                   label=f"test {last['loss']:.3f}" + (f" ({extra})" if extra else ""))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title or Path(metrics_csv).parent.name)

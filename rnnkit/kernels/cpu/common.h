@@ -29,6 +29,10 @@ void dgemm_(const char* transa, const char* transb, const int* m, const int* n,
             const int* ldc);
 }
 
+// Vectorize the loop that follows (-fopenmp-simd): iterations are independent and the
+// arrays do not overlap, which the compiler cannot prove on its own.
+#define RNNKIT_SIMD _Pragma("omp simd")
+
 namespace rnnkit {
 
 using index_t = int64_t;
@@ -142,27 +146,32 @@ inline void for_rows(index_t rows, index_t cols, const F& f) {
 
 // Layer norm statistics of one row: returns 1/σ and writes x̂ = (x - μ)/σ.
 template <typename T>
-inline T normalize_row(const T* x, T* x_hat, index_t n) {
+inline T normalize_row(const T* __restrict x, T* __restrict x_hat, index_t n) {
   T mean = 0;
+  _Pragma("omp simd reduction(+ : mean)")
   for (index_t j = 0; j < n; ++j) mean += x[j];
   mean /= T(n);
   T var = 0;
+  _Pragma("omp simd reduction(+ : var)")
   for (index_t j = 0; j < n; ++j) {
     const T d = x[j] - mean;
     var += d * d;
   }
   var /= T(n);
   const T inv_std = T(1) / std::sqrt(var + T(1e-5));
+  RNNKIT_SIMD
   for (index_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * inv_std;
   return inv_std;
 }
 
 // Layer norm backward of one row: d_x = (1/σ)(d_x̂ - mean(d_x̂) - x̂ mean(d_x̂ x̂)),
-// d_x̂ = d_y ⊙ gain. d_x may alias d_y.
+// d_x̂ = d_y ⊙ gain.
 template <typename T>
-inline void normalize_row_backward(const T* d_y, const T* x_hat, T inv_std, const T* gain,
-                                   T* d_x, index_t n) {
+inline void normalize_row_backward(const T* __restrict d_y, const T* __restrict x_hat,
+                                   T inv_std, const T* __restrict gain, T* __restrict d_x,
+                                   index_t n) {
   T mean_d = 0, mean_dx = 0;
+  _Pragma("omp simd reduction(+ : mean_d, mean_dx)")
   for (index_t j = 0; j < n; ++j) {
     const T d = d_y[j] * gain[j];
     mean_d += d;
@@ -170,6 +179,7 @@ inline void normalize_row_backward(const T* d_y, const T* x_hat, T inv_std, cons
   }
   mean_d /= T(n);
   mean_dx /= T(n);
+  RNNKIT_SIMD
   for (index_t j = 0; j < n; ++j)
     d_x[j] = inv_std * (d_y[j] * gain[j] - mean_d - x_hat[j] * mean_dx);
 }
@@ -228,23 +238,62 @@ inline void check_input(const at::Tensor& x, const char* name) {
               x.scalar_type());
 }
 
-// out(t) += m_t d_y_t, the output gradient that reaches the carried h of step t, then split
-// into the candidate's share k d and the share (1 - k) d that passes to s_{t-1}.
+// d = d_s_t + m_t d_y_t is the gradient reaching the carried state of step t (y_t = m_t h_t);
+// the candidate gets k d and the previous state (1 - k) d.
 template <typename T>
-inline void split_state_grad(const T* d_state, const T* d_y, T m, const T* keep, T* d_cand,
-                             T* d_keep, index_t n) {
-  if (keep) {
-    for (index_t j = 0; j < n; ++j) {
-      const T d = d_state[j] + m * d_y[j];
-      d_cand[j] = keep[j] * d;
-      d_keep[j] = d - keep[j] * d;
-    }
-  } else {
-    for (index_t j = 0; j < n; ++j) {
-      d_cand[j] = d_state[j] + m * d_y[j];
-      d_keep[j] = 0;
-    }
+inline void split_state_grad(const T* __restrict d_state, const T* __restrict d_y, T m,
+                             const T* __restrict keep, T* __restrict d_cand,
+                             T* __restrict d_keep, index_t n) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < n; ++j) {
+    const T d = d_state[j] + m * d_y[j];
+    d_cand[j] = keep[j] * d;
+    d_keep[j] = d - keep[j] * d;
   }
 }
+
+// s_t = s̃_t + (1 - k)(s_{t-1} - s̃_t), written into s (exactly s̃_t when k = 1); y = m s_t.
+template <typename T>
+inline void carry_row(T* __restrict state, const T* __restrict cand, const T* __restrict keep,
+                      T m, T* __restrict out, index_t n) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < n; ++j) {
+    const T s = cand[j] + (T(1) - keep[j]) * (state[j] - cand[j]);
+    state[j] = s;
+    out[j] = m * s;
+  }
+}
+
+// d_s_{t-1} = (d_rec ⊙ mask) + d_keep over n elements (mask may be null: all ones).
+template <typename T>
+inline void recurrent_grad(T* __restrict d_state, const T* __restrict d_rec,
+                           const T* __restrict mask, const T* __restrict d_keep, index_t n) {
+  if (mask) {
+    RNNKIT_SIMD
+    for (index_t e = 0; e < n; ++e) d_state[e] = d_rec[e] * mask[e] + d_keep[e];
+  } else {
+    RNNKIT_SIMD
+    for (index_t e = 0; e < n; ++e) d_state[e] = d_rec[e] + d_keep[e];
+  }
+}
+
+// h̃ = h ⊙ mask over n elements.
+template <typename T>
+inline void apply_mask(T* __restrict out, const T* __restrict h, const T* __restrict mask,
+                       index_t n) {
+  RNNKIT_SIMD
+  for (index_t e = 0; e < n; ++e) out[e] = h[e] * mask[e];
+}
+
+// Keep coefficients of one row: the (T, B, n) tensor's row, or a row of ones.
+template <typename T>
+struct Keep {
+  const T* data;  // null: k = 1 everywhere
+  const T* ones;
+  index_t batch, width;
+  const T* row(index_t t, index_t b) const {
+    return data ? data + (t * batch + b) * width : ones;
+  }
+};
 
 }  // namespace rnnkit

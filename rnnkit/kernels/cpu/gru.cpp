@@ -37,6 +37,111 @@ GruParams parse_params(at::TensorList params, const at::Tensor& x, const at::Ten
   return p;
 }
 
+// --- One row (one batch element) of a step; plain loops the compiler vectorizes. ---
+
+// reset_after: r, z, n and h̃ in one pass; extra = W_hn h̃ + b_hn; h carried in place.
+template <typename T>
+void reset_after_row(const T* __restrict x, const T* __restrict hh, const T* __restrict b_hn,
+                     T* __restrict h, T* __restrict gate, T* __restrict extra,
+                     const T* __restrict keep, T m, T* __restrict out, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T r = sigmoid(x[j] + hh[j]);
+    const T z = sigmoid(x[H + j] + hh[H + j]);
+    const T hn = hh[2 * H + j] + b_hn[j];
+    const T n = tanh_fast(x[2 * H + j] + r * hn);
+    gate[j] = r;
+    gate[H + j] = z;
+    gate[2 * H + j] = n;
+    extra[j] = hn;
+    const T cand = (T(1) - z) * n + z * h[j];
+    const T s = cand + (T(1) - keep[j]) * (h[j] - cand);
+    h[j] = s;
+    out[j] = m * s;
+  }
+}
+
+// reset_before, first half: r, z and extra = r ⊙ h̃ (the input of the second GEMM).
+template <typename T>
+void reset_gate_row(const T* __restrict x, const T* __restrict hh, const T* __restrict h_in,
+                    T* __restrict gate, T* __restrict extra, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T r = sigmoid(x[j] + hh[j]);
+    gate[j] = r;
+    gate[H + j] = sigmoid(x[H + j] + hh[H + j]);
+    extra[j] = r * h_in[j];
+  }
+}
+
+// reset_before, second half: n from W_in x + b + W_hn (r ⊙ h̃), then h̃ and the carry.
+template <typename T>
+void reset_before_finish_row(const T* __restrict x, const T* __restrict hh_n,
+                             T* __restrict h, T* __restrict gate, const T* __restrict keep,
+                             T m, T* __restrict out, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T z = gate[H + j];
+    const T n = tanh_fast(x[2 * H + j] + hh_n[j]);
+    gate[2 * H + j] = n;
+    const T cand = (T(1) - z) * n + z * h[j];
+    const T s = cand + (T(1) - keep[j]) * (h[j] - cand);
+    h[j] = s;
+    out[j] = m * s;
+  }
+}
+
+// Through h̃ = (1 - z) ⊙ n + z ⊙ h_{t-1}: d_a_z and d_a_n into d_x; d_keep += z d_h̃.
+// tanh' = 1 - n^2;  σ' = σ(1 - σ)
+template <typename T>
+void update_grad_row(const T* __restrict d_cand, const T* __restrict h_prev,
+                     const T* __restrict gate, T* __restrict d_keep, T* __restrict d_x,
+                     index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T z = gate[H + j], n = gate[2 * H + j];
+    d_x[H + j] = d_cand[j] * (h_prev[j] - n) * z * (T(1) - z);
+    d_x[2 * H + j] = d_cand[j] * (T(1) - z) * (T(1) - n * n);
+    d_keep[j] += d_cand[j] * z;
+  }
+}
+
+// reset_after: a_n = x_n + r ⊙ (W_hn h̃ + b_hn)  =>  d_r = d_a_n ⊙ extra, d_hh_n = d_a_n ⊙ r.
+template <typename T>
+void reset_after_grad_row(const T* __restrict gate, const T* __restrict extra,
+                          T* __restrict d_x, T* __restrict d_hh, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T r = gate[j], d_an = d_x[2 * H + j];
+    const T d_ar = d_an * extra[j] * r * (T(1) - r);
+    d_x[j] = d_ar;
+    d_hh[j] = d_ar;
+    d_hh[H + j] = d_x[H + j];
+    d_hh[2 * H + j] = d_an * r;
+  }
+}
+
+// reset_before: d_a_r = d(r ⊙ h̃) ⊙ h̃ ⊙ σ'(r).
+template <typename T>
+void reset_before_grad_row(const T* __restrict d_rh, const T* __restrict h_prev,
+                           const T* __restrict h_mask, const T* __restrict gate,
+                           T* __restrict d_x, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T r = gate[j];
+    d_x[j] = d_rh[j] * h_prev[j] * h_mask[j] * r * (T(1) - r);
+  }
+}
+
+// reset_before: d_h_{t-1} = (d_hh_rz W_hrz + d(r ⊙ h̃) ⊙ r) ⊙ mask + d_keep.
+template <typename T>
+void reset_before_state_grad_row(const T* __restrict d_rec, const T* __restrict d_rh,
+                                 const T* __restrict gate, const T* __restrict h_mask,
+                                 const T* __restrict d_keep, T* __restrict d_h, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) d_h[j] = (d_rec[j] + d_rh[j] * gate[j]) * h_mask[j] + d_keep[j];
+}
+
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
     const at::Tensor& x, const at::Tensor& h0, const GruParams& p, const Sequence<T>& seq,
@@ -71,59 +176,43 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   const auto gates_s = slots<T>(gates, B * G, save);
   const auto extra_s = slots<T>(extra, B * H, save);
 
-  // h̃_t = (1 - z) ⊙ n + z ⊙ h_{t-1}, then the carry and the output
-  auto finish_row = [&](index_t t, index_t b, T* gate) {
-    const T* xrow = xp_d + (t * B + b) * G;
-    const T* hrow = hh_d + b * G;
-    T* hr = h_d + b * H;
-    T* out = out_d + (t * B + b) * H;
-    const T* ex = extra_s.at(t) + b * H;
-    const T* kh = seq.keep_h ? seq.keep_h + (t * B + b) * H : nullptr;
-    const T msk = seq.mask_at(t, b);
-    for (index_t j = 0; j < H; ++j) {
-      const T r = gate[j], z = gate[H + j];
-      const T n = tanh_fast(reset_after ? xrow[2 * H + j] + r * ex[j]
-                                        : xrow[2 * H + j] + hrow[2 * H + j]);
-      gate[2 * H + j] = n;
-      const T cand = (T(1) - z) * n + z * hr[j];
-      const T hn = kh ? hr[j] + kh[j] * (cand - hr[j]) : cand;
-      hr[j] = hn;
-      out[j] = msk * hn;
-    }
-  };
+  auto ones = at::ones({H}, opts), zeros = at::zeros({H}, opts);
+  const T* ones_d = ones.data_ptr<T>();
+  if (!b_hn) b_hn = zeros.data_ptr<T>();
+  const Keep<T> keep_h{seq.keep_h, ones_d, B, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
     if (save) std::memcpy(h_prev.data_ptr<T>() + t * B * H, h_d, sizeof(T) * B * H);
     const T* src = h_d;
     if (seq.h_mask) {
-      for (index_t j = 0; j < B * H; ++j) h_in_d[j] = h_d[j] * seq.h_mask[j];
+      apply_mask(h_in_d, h_d, seq.h_mask, B * H);
       src = h_in_d;
     }
     // r and z blocks (and the n block when reset_after) of h̃ W_hh^T
     gemm<T>(false, true, B, reset_after ? G : 2 * H, H, T(1), src, H, w_hh, H, T(0), hh_d, G);
     T* gate_t = gates_s.at(t);
     T* extra_t = extra_s.at(t);
-    for_rows(B, G, [&](index_t b) {
-      const T* xrow = xp_d + (t * B + b) * G;
-      const T* hrow = hh_d + b * G;
-      const T* srow = src + b * H;
-      T* gate = gate_t + b * G;
-      T* ex = extra_t + b * H;
-      for (index_t j = 0; j < H; ++j) {
-        const T r = sigmoid(xrow[j] + hrow[j]);
-        gate[j] = r;
-        gate[H + j] = sigmoid(xrow[H + j] + hrow[H + j]);
-        // reset_after keeps W_hn h̃ + b_hn; reset_before keeps r ⊙ h̃
-        ex[j] = reset_after ? hrow[2 * H + j] + (b_hn ? b_hn[j] : T(0)) : r * srow[j];
-      }
-      if (reset_after) finish_row(t, b, gate);
-    });
-    if (!reset_after) {
-      gemm<T>(false, true, B, H, H, T(1), extra_t, H, w_hh + 2 * H * H, H, T(0),
-              hh_d + 2 * H, G);
-      for_rows(B, G, [&](index_t b) { finish_row(t, b, gate_t + b * G); });
+    if (reset_after) {
+      for_rows(B, G, [&](index_t b) {
+        const index_t row = t * B + b;
+        reset_after_row(xp_d + row * G, hh_d + b * G, b_hn, h_d + b * H, gate_t + b * G,
+                        extra_t + b * H, keep_h.row(t, b), seq.mask_at(t, b),
+                        out_d + row * H, H);
+      });
+      continue;
     }
+    for_rows(B, G, [&](index_t b) {
+      reset_gate_row(xp_d + (t * B + b) * G, hh_d + b * G, src + b * H, gate_t + b * G,
+                     extra_t + b * H, H);
+    });
+    gemm<T>(false, true, B, H, H, T(1), extra_t, H, w_hh + 2 * H * H, H, T(0), hh_d + 2 * H, G);
+    for_rows(B, G, [&](index_t b) {
+      const index_t row = t * B + b;
+      reset_before_finish_row(xp_d + row * G, hh_d + b * G + 2 * H, h_d + b * H,
+                              gate_t + b * G, keep_h.row(t, b), seq.mask_at(t, b),
+                              out_d + row * H, H);
+    });
   }
   std::vector<at::Tensor> saved;
   if (save) saved = {h_prev, gates, extra};
@@ -161,65 +250,47 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const T* extra_d = extra.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
 
+  auto ones = at::ones({H}, opts);
+  const T* ones_d = ones.data_ptr<T>();
+  const Keep<T> keep_h{seq.keep_h, ones_d, B, H};
+  const T* h_mask = seq.h_mask ? seq.h_mask : nullptr;
+
   for (index_t k = T_ - 1; k >= 0; --k) {
     const index_t t = seq.position(k);
     for_rows(B, G, [&](index_t b) {
       const index_t row = t * B + b;
-      const T* kh = seq.keep_h ? seq.keep_h + row * H : nullptr;
       T* dc = d_cand_d + b * H;
       T* dk = d_keep_d + b * H;
-      split_state_grad(d_h_d + b * H, d_out_d + row * H, seq.mask_at(t, b), kh, dc, dk, H);
-      const T* gate = gates_d + row * G;
-      const T* hp = h_prev_d + row * H;
-      const T* ex = extra_d + row * H;
-      T* dx = d_xp_d + row * G;
-      T* dhh = d_hh_d + row * G;
-      for (index_t j = 0; j < H; ++j) {
-        const T r = gate[j], z = gate[H + j], n = gate[2 * H + j];
-        // h̃ = (1 - z) ⊙ n + z ⊙ h_{t-1};  tanh' = 1 - n^2;  σ' = σ(1 - σ)
-        const T d_an = dc[j] * (T(1) - z) * (T(1) - n * n);
-        const T d_az = dc[j] * (hp[j] - n) * z * (T(1) - z);
-        dk[j] += dc[j] * z;
-        dx[H + j] = d_az;
-        dx[2 * H + j] = d_an;
-        if (reset_after) {
-          // a_n = x_n + r ⊙ (W_hn h̃ + b_hn)
-          const T d_ar = d_an * ex[j] * r * (T(1) - r);
-          dx[j] = d_ar;
-          dhh[j] = d_ar;
-          dhh[H + j] = d_az;
-          dhh[2 * H + j] = d_an * r;
-        }
+      split_state_grad(d_h_d + b * H, d_out_d + row * H, seq.mask_at(t, b), keep_h.row(t, b),
+                       dc, dk, H);
+      update_grad_row(dc, h_prev_d + row * H, gates_d + row * G, dk, d_xp_d + row * G, H);
+      if (reset_after) {
+        reset_after_grad_row(gates_d + row * G, extra_d + row * H, d_xp_d + row * G,
+                             d_hh_d + row * G, H);
       }
     });
     T* d_xp_t = d_xp_d + t * B * G;
     if (reset_after) {
       gemm<T>(false, false, B, H, G, T(1), d_hh_d + t * B * G, G, w_hh, H, T(0), d_rec_d, H);
-    } else {
-      // a_n = x_n + (r ⊙ h̃) W_hn^T + b_hn  =>  d(r ⊙ h̃) = d_a_n W_hn
-      gemm<T>(false, false, B, H, H, T(1), d_xp_t + 2 * H, G, w_hh + 2 * H * H, H, T(0),
-              d_rh_d, H);
-      for_rows(B, H, [&](index_t b) {
-        const index_t row = t * B + b;
-        const T* gate = gates_d + row * G;
-        const T* hp = h_prev_d + row * H;
-        const T* hm = seq.h_mask ? seq.h_mask + b * H : nullptr;
-        for (index_t j = 0; j < H; ++j) {
-          const T r = gate[j], h_in = hm ? hp[j] * hm[j] : hp[j];
-          d_xp_t[b * G + j] = d_rh_d[b * H + j] * h_in * r * (T(1) - r);
-        }
-      });
-      gemm<T>(false, false, B, H, 2 * H, T(1), d_xp_t, G, w_hh, H, T(0), d_rec_d, H);
+      recurrent_grad(d_h_d, d_rec_d, h_mask, d_keep_d, B * H);
+      continue;
     }
-    for (index_t b = 0; b < B; ++b) {
-      for (index_t j = 0; j < H; ++j) {
-        const index_t e = b * H + j;
-        T rec = d_rec_d[e];
-        if (!reset_after) rec += d_rh_d[e] * gates_d[(t * B + b) * G + j];
-        if (seq.h_mask) rec *= seq.h_mask[e];
-        d_h_d[e] = rec + d_keep_d[e];
-      }
-    }
+    // a_n = x_n + (r ⊙ h̃) W_hn^T + b_hn  =>  d(r ⊙ h̃) = d_a_n W_hn
+    gemm<T>(false, false, B, H, H, T(1), d_xp_t + 2 * H, G, w_hh + 2 * H * H, H, T(0),
+            d_rh_d, H);
+    const T* mask_row = h_mask ? h_mask : ones_d;
+    for_rows(B, H, [&](index_t b) {
+      const index_t row = t * B + b;
+      reset_before_grad_row(d_rh_d + b * H, h_prev_d + row * H,
+                            h_mask ? mask_row + b * H : ones_d, gates_d + row * G,
+                            d_xp_t + b * G, H);
+    });
+    gemm<T>(false, false, B, H, 2 * H, T(1), d_xp_t, G, w_hh, H, T(0), d_rec_d, H);
+    for_rows(B, H, [&](index_t b) {
+      reset_before_state_grad_row(d_rec_d + b * H, d_rh_d + b * H, gates_d + (t * B + b) * G,
+                                  h_mask ? h_mask + b * H : ones_d, d_keep_d + b * H,
+                                  d_h_d + b * H, H);
+    });
   }
 
   const auto d_xp2 = d_xp.view({T_ * B, G});

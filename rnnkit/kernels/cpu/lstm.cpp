@@ -61,8 +61,101 @@ Sizes check_sizes(const at::Tensor& x, const LstmParams& p, int64_t proj_size) {
   return s;
 }
 
+// --- One row (one batch element) of a step; plain loops the compiler vectorizes. ---
+// Absent options arrive as neutral rows: zeros for peephole weights, ones for keep
+// coefficients and layer-norm gains, zeros for layer-norm shifts.
+
+// z = x_proj + hh, or with layer norm z = x_proj + LN(hh; gain, shift) (hh overwritten).
+template <typename T>
+void preactivation_row(T* __restrict hh, const T* __restrict x_proj, T* __restrict x_hat,
+                       T* inv_std, const T* __restrict gain, const T* __restrict shift,
+                       index_t G) {
+  if (x_hat) {
+    *inv_std = normalize_row(hh, x_hat, G);
+    RNNKIT_SIMD
+    for (index_t j = 0; j < G; ++j) hh[j] = x_proj[j] + x_hat[j] * gain[j] + shift[j];
+  } else {
+    RNNKIT_SIMD
+    for (index_t j = 0; j < G; ++j) hh[j] += x_proj[j];
+  }
+}
+
+// Gates i|f|g|o and c_t from z; the carried c is updated in place.
+template <typename T>
+void cell_row(const T* __restrict z, T* __restrict c, T* __restrict gate, T* __restrict c_new,
+              const T* __restrict w_ci, const T* __restrict w_cf, const T* __restrict w_co,
+              const T* __restrict keep, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T cp = c[j];
+    const T i = sigmoid(z[j] + w_ci[j] * cp);
+    const T f = sigmoid(z[H + j] + w_cf[j] * cp);
+    const T g = tanh_fast(z[2 * H + j]);
+    const T cv = f * cp + i * g;
+    gate[j] = i;
+    gate[H + j] = f;
+    gate[2 * H + j] = g;
+    gate[3 * H + j] = sigmoid(z[3 * H + j] + w_co[j] * cv);
+    c_new[j] = cv;
+    c[j] = cv + (T(1) - keep[j]) * (cp - cv);
+  }
+}
+
+// m = o ⊙ tanh(ĉ), ĉ = c_in ⊙ gain + shift (c_in = x̂ of c_t with layer norm, else c_t).
+template <typename T>
+void cell_output_row(const T* __restrict c_in, const T* __restrict gain,
+                     const T* __restrict shift, const T* __restrict o, T* __restrict m,
+                     index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) m[j] = o[j] * tanh_fast(c_in[j] * gain[j] + shift[j]);
+}
+
+// m = o ⊙ tanh(ĉ):  d_o = d_m tanh(ĉ) (into d_z_o = d_o σ'),  d_ĉ = d_m o (1 - tanh(ĉ)^2).
+template <typename T>
+void cell_output_grad_row(const T* __restrict d_m, const T* __restrict c_in,
+                          const T* __restrict gain, const T* __restrict shift,
+                          const T* __restrict o, T* __restrict d_c_hat, T* __restrict d_z_o,
+                          index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T tc = tanh_fast(c_in[j] * gain[j] + shift[j]);
+    d_c_hat[j] = d_m[j] * o[j] * (T(1) - tc * tc);
+    // σ'(z) = σ(z)(1 - σ(z))
+    d_z_o[j] = d_m[j] * tc * o[j] * (T(1) - o[j]);
+  }
+}
+
+// Through c_t = f ⊙ c_{t-1} + i ⊙ g and the peepholes: d_z_i, d_z_f, d_z_g into d_z, and
+// d_c (arriving at the carried c_t) replaced by the gradient at c_{t-1}.
+template <typename T>
+void cell_grad_row(const T* __restrict gate, const T* __restrict c_prev,
+                   const T* __restrict d_c_from_h, T* __restrict d_c, T* __restrict d_z,
+                   const T* __restrict w_ci, const T* __restrict w_cf,
+                   const T* __restrict w_co, const T* __restrict keep, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T i = gate[j], f = gate[H + j], g = gate[2 * H + j];
+    const T d_state = d_c[j], k = keep[j], dzo = d_z[3 * H + j];
+    // c_t also reaches z_o through w_co
+    const T dcn = k * d_state + d_c_from_h[j] + dzo * w_co[j];
+    const T dzi = dcn * g * i * (T(1) - i);
+    const T dzf = dcn * c_prev[j] * f * (T(1) - f);
+    d_z[j] = dzi;
+    d_z[H + j] = dzf;
+    d_z[2 * H + j] = dcn * i * (T(1) - g * g);
+    d_c[j] = dcn * f + dzi * w_ci[j] + dzf * w_cf[j] + (d_state - k * d_state);
+  }
+}
+
 // x W_ih^T (+ b_ih + b_hh) for all steps; with layer norm LN(x W_ih^T) + b_ih + b_hh,
 // keeping x̂_ih and 1/σ_ih.
+// A row of ones and a row of zeros, long enough for any row of this cell.
+template <typename T>
+std::pair<at::Tensor, at::Tensor> neutral_rows(const Sizes& s, const at::TensorOptions& opts) {
+  const index_t n = std::max(s.G, s.P);
+  return {at::ones({n}, opts), at::zeros({n}, opts)};
+}
+
 template <typename T>
 at::Tensor project_input(const at::Tensor& x, const LstmParams& p, const Sizes& s,
                          at::Tensor& x_hat, at::Tensor& inv_std) {
@@ -86,6 +179,7 @@ at::Tensor project_input(const at::Tensor& x, const LstmParams& p, const Sizes& 
     T* row = xp_d + r * G;
     T* xh = xh_d + r * G;
     rs_d[r] = normalize_row(row, xh, G);
+    RNNKIT_SIMD
     for (index_t j = 0; j < G; ++j) row[j] = xh[j] * gain[j] + shift[j] + b_d[j];
   });
   return xp;
@@ -141,18 +235,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   T* h_in_d = seq.h_mask ? h_in.data_ptr<T>() : nullptr;
   T* h_cand_d = proj ? h_cand.data_ptr<T>() : nullptr;
 
-  // h_t = h_{t-1} + k (h̃_t - h_{t-1});  y_t = m_t h_t
-  auto carry_h = [&](index_t t, index_t b, const T* cand) {
-    T* hr = h_d + b * P;
-    T* out = out_d + (t * B + b) * P;
-    const T msk = seq.mask_at(t, b);
-    const T* kh = seq.keep_h ? seq.keep_h + (t * B + b) * P : nullptr;
-    for (index_t j = 0; j < P; ++j) {
-      const T hn = kh ? hr[j] + kh[j] * (cand[j] - hr[j]) : cand[j];
-      hr[j] = hn;
-      out[j] = msk * hn;
-    }
-  };
+  const auto neutral = neutral_rows<T>(s, opts);
+  const T* ones = neutral.first.template data_ptr<T>();
+  const T* zeros = neutral.second.template data_ptr<T>();
+  if (!peep) w_ci = w_cf = w_co = zeros;
+  const Keep<T> keep_h{seq.keep_h, ones, B, P}, keep_c{seq.keep_c, ones, B, H};
+  const T* c_gain = ln ? ln_c_w : ones;
+  const T* c_shift = ln ? ln_c_b : zeros;
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
@@ -162,7 +251,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
     }
     const T* src = h_d;
     if (seq.h_mask) {
-      for (index_t j = 0; j < B * P; ++j) h_in_d[j] = h_d[j] * seq.h_mask[j];
+      apply_mask(h_in_d, h_d, seq.h_mask, B * P);
       src = h_in_d;
     }
     gemm<T>(false, true, B, G, P, T(1), src, P, w_hh, P, T(0), hh_d, G);  // (B, 4H)
@@ -170,46 +259,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
     T* c_new_t = c_new_s.at(t);
     for_rows(B, G, [&](index_t b) {
       T* z = hh_d + b * G;
-      const T* xrow = xp_d + (t * B + b) * G;
-      if (ln) {
-        T* xh = xh_hh_s.at(t) + b * G;
-        rs_hh_s.at(t)[b] = normalize_row(z, xh, G);
-        for (index_t j = 0; j < G; ++j) z[j] = xrow[j] + xh[j] * ln_hh_w[j] + ln_hh_b[j];
-      } else {
-        for (index_t j = 0; j < G; ++j) z[j] += xrow[j];
-      }
+      preactivation_row(z, xp_d + (t * B + b) * G, ln ? xh_hh_s.at(t) + b * G : nullptr,
+                        ln ? rs_hh_s.at(t) + b : nullptr, ln_hh_w, ln_hh_b, G);
       T* gate = gate_t + b * G;
-      T* cr = c_d + b * H;
       T* cn = c_new_t + b * H;
-      const T* kc = seq.keep_c ? seq.keep_c + (t * B + b) * H : nullptr;
-      for (index_t j = 0; j < H; ++j) {
-        const T cp = cr[j];
-        const T zi = peep ? z[j] + w_ci[j] * cp : z[j];
-        const T zf = peep ? z[H + j] + w_cf[j] * cp : z[H + j];
-        const T i = sigmoid(zi), f = sigmoid(zf), g = tanh_fast(z[2 * H + j]);
-        const T cv = f * cp + i * g;
-        const T zo = peep ? z[3 * H + j] + w_co[j] * cv : z[3 * H + j];
-        gate[j] = i; gate[H + j] = f; gate[2 * H + j] = g; gate[3 * H + j] = sigmoid(zo);
-        cn[j] = cv;
-        cr[j] = kc ? cp + kc[j] * (cv - cp) : cv;
-      }
+      cell_row(z, c_d + b * H, gate, cn, w_ci, w_cf, w_co, keep_c.row(t, b), H);
       const T* c_in = cn;
       if (ln) {
         T* ch = c_hat_s.at(t) + b * H;
         rs_c_s.at(t)[b] = normalize_row(cn, ch, H);
         c_in = ch;
       }
-      // m = o ⊙ tanh(ĉ); without proj it is h̃ and goes over the spent pre-activations
+      // without proj m is h̃ and goes over the spent pre-activations
       T* m = proj ? m_s.at(t) + b * H : z;
-      for (index_t j = 0; j < H; ++j) {
-        const T cv = ln ? c_in[j] * ln_c_w[j] + ln_c_b[j] : c_in[j];
-        m[j] = gate[3 * H + j] * tanh_fast(cv);
+      cell_output_row(c_in, c_gain, c_shift, gate + 3 * H, m, H);
+      if (!proj) {
+        carry_row(h_d + b * P, m, keep_h.row(t, b), seq.mask_at(t, b),
+                  out_d + (t * B + b) * P, P);
       }
-      if (!proj) carry_h(t, b, m);
     });
     if (proj) {
       gemm<T>(false, true, B, P, H, T(1), m_s.at(t), H, w_hr, H, T(0), h_cand_d, P);
-      for_rows(B, P, [&](index_t b) { carry_h(t, b, h_cand_d + b * P); });
+      for_rows(B, P, [&](index_t b) {
+        carry_row(h_d + b * P, h_cand_d + b * P, keep_h.row(t, b), seq.mask_at(t, b),
+                  out_d + (t * B + b) * P, P);
+      });
     }
   }
   std::vector<at::Tensor> saved;
@@ -281,13 +355,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   const T* ln_c_w = ln ? p.ln_c_w.data_ptr<T>() : nullptr;
   const T* ln_c_b = ln ? p.ln_c_b.data_ptr<T>() : nullptr;
 
+  const auto neutral = neutral_rows<T>(s, opts);
+  const T* ones = neutral.first.template data_ptr<T>();
+  const T* zeros = neutral.second.template data_ptr<T>();
+  if (!peep) w_ci = w_cf = w_co = zeros;
+  const Keep<T> keep_h{seq.keep_h, ones, B, P}, keep_c{seq.keep_c, ones, B, H};
+  const T* c_gain = ln ? ln_c_w : ones;
+  const T* c_shift = ln ? ln_c_b : zeros;
+  auto d_c_from_h = at::empty({B, H}, opts);
+  T* d_cfh_d = d_c_from_h.data_ptr<T>();
+
   for (index_t k = T_ - 1; k >= 0; --k) {
     const index_t t = seq.position(k);
     T* d_hc_t = proj ? d_hc_d + t * B * P : d_hc_d;
     for_rows(B, P, [&](index_t b) {
-      const T* kh = seq.keep_h ? seq.keep_h + (t * B + b) * P : nullptr;
-      split_state_grad(d_h_d + b * P, d_out_d + (t * B + b) * P, seq.mask_at(t, b), kh,
-                       d_hc_t + b * P, d_keep_d + b * P, P);
+      split_state_grad(d_h_d + b * P, d_out_d + (t * B + b) * P, seq.mask_at(t, b),
+                       keep_h.row(t, b), d_hc_t + b * P, d_keep_d + b * P, P);
     });
     if (proj) {  // h̃ = m W_hr^T  =>  d_m = d_h̃ W_hr
       gemm<T>(false, false, B, H, P, T(1), d_hc_t, P, w_hr, H, T(0), d_m_d, H);
@@ -296,42 +379,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     for_rows(B, G, [&](index_t b) {
       const index_t row = t * B + b;
       const T* gate = gates_d + row * G;
-      const T* cn = c_new_d + row * H;
-      const T* cp = c_prev_d + row * H;
-      const T* dm = d_m_src + b * H;
-      const T* kc = seq.keep_c ? seq.keep_c + row * H : nullptr;
-      T* dcr = d_c_d + b * H;
       T* dz = d_z_d + row * G;
-      // m = o ⊙ tanh(ĉ):  d_o = d_m tanh(ĉ),  d_ĉ = d_m o (1 - tanh(ĉ)^2); d_ĉ goes in the
-      // g block until it is needed, d_z_o in the o block.
-      for (index_t j = 0; j < H; ++j) {
-        const T cv = ln ? c_hat_d[row * H + j] * ln_c_w[j] + ln_c_b[j] : cn[j];
-        const T tc = tanh_fast(cv), o = gate[3 * H + j];
-        dz[2 * H + j] = dm[j] * o * (T(1) - tc * tc);
-        // σ'(z) = σ(z)(1 - σ(z))
-        dz[3 * H + j] = dm[j] * tc * o * (T(1) - o);
-      }
+      T* d_from_h = d_cfh_d + b * H;
       if (ln) {
         T* dch = d_ch_d + row * H;
-        std::memcpy(dch, dz + 2 * H, sizeof(T) * H);
-        normalize_row_backward(dch, c_hat_d + row * H, rs_c_d[row], ln_c_w, dz + 2 * H, H);
+        cell_output_grad_row(d_m_src + b * H, c_hat_d + row * H, c_gain, c_shift,
+                             gate + 3 * H, dch, dz + 3 * H, H);
+        normalize_row_backward(dch, c_hat_d + row * H, rs_c_d[row], ln_c_w, d_from_h, H);
+      } else {
+        cell_output_grad_row(d_m_src + b * H, c_new_d + row * H, c_gain, c_shift,
+                             gate + 3 * H, d_from_h, dz + 3 * H, H);
       }
-      for (index_t j = 0; j < H; ++j) {
-        const T i = gate[j], f = gate[H + j], g = gate[2 * H + j];
-        const T d_state = dcr[j];
-        const T keep = kc ? kc[j] : T(1);
-        const T dzo = dz[3 * H + j];
-        T dcn = keep * d_state + dz[2 * H + j];
-        if (peep) dcn += dzo * w_co[j];  // z_o also holds w_co ⊙ c_t
-        // c_t = f ⊙ c_{t-1} + i ⊙ g
-        const T dzi = dcn * g * i * (T(1) - i);
-        const T dzf = dcn * cp[j] * f * (T(1) - f);
-        const T dzg = dcn * i * (T(1) - g * g);
-        T dcp = dcn * f + (d_state - keep * d_state);
-        if (peep) dcp += dzi * w_ci[j] + dzf * w_cf[j];
-        dcr[j] = dcp;
-        dz[j] = dzi; dz[H + j] = dzf; dz[2 * H + j] = dzg;
-      }
+      cell_grad_row(gate, c_prev_d + row * H, d_from_h, d_c_d + b * H, dz, w_ci, w_cf, w_co,
+                    keep_c.row(t, b), H);
       if (ln) {
         normalize_row_backward(dz, xh_hh_d + row * G, rs_hh_d[row], ln_hh_w,
                                d_hh_d + row * G, G);
@@ -339,10 +399,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     });
     // hh = (h_{t-1} ⊙ mask) W_hh^T  =>  d_h_{t-1} = (d_hh W_hh) ⊙ mask + (1 - k) d_h_t
     gemm<T>(false, false, B, P, G, T(1), d_hh_d + t * B * G, G, w_hh, P, T(0), d_rec_d, P);
-    for (index_t j = 0; j < B * P; ++j) {
-      const T rec = seq.h_mask ? d_rec_d[j] * seq.h_mask[j] : d_rec_d[j];
-      d_h_d[j] = rec + d_keep_d[j];
-    }
+    recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * P);
   }
 
   // Everything not recurrent, as big operations over all steps at once.

@@ -8,19 +8,43 @@ namespace {
 
 enum Activation : int64_t { kTanh = 0, kRelu = 1, kSigmoid = 2 };
 
+// h̃ = φ(a + x_proj) for one row, then the carry; a is the recurrent part W_hh h̃_{t-1}.
 template <typename T>
-inline T activate(T a, int64_t act) {
-  if (act == kTanh) return tanh_fast(a);
-  if (act == kRelu) return a > T(0) ? a : T(0);
-  return sigmoid(a);
+void step_row(const T* __restrict a, const T* __restrict x, T* __restrict cand,
+              T* __restrict h, const T* __restrict keep, T m, T* __restrict out, index_t H,
+              int64_t act) {
+  switch (act) {
+    case kTanh:
+      RNNKIT_SIMD
+      for (index_t j = 0; j < H; ++j) cand[j] = tanh_fast(a[j] + x[j]);
+      break;
+    case kRelu:
+      RNNKIT_SIMD
+      for (index_t j = 0; j < H; ++j) cand[j] = std::max(a[j] + x[j], T(0));
+      break;
+    default:
+      RNNKIT_SIMD
+      for (index_t j = 0; j < H; ++j) cand[j] = sigmoid(a[j] + x[j]);
+  }
+  carry_row(h, cand, keep, m, out, H);
 }
 
-// φ'(a) from y = φ(a): tanh' = 1 - y^2, relu' = [a > 0] = [y > 0], σ' = y (1 - y)
+// d_a = d_h̃ ⊙ φ'(a), in place.
 template <typename T>
-inline T activate_derivative(T y, int64_t act) {
-  if (act == kTanh) return T(1) - y * y;
-  if (act == kRelu) return y > T(0) ? T(1) : T(0);
-  return y * (T(1) - y);
+void activation_grad_row(T* __restrict d, const T* __restrict y, index_t H, int64_t act) {
+  switch (act) {
+    case kTanh:
+      RNNKIT_SIMD
+      for (index_t j = 0; j < H; ++j) d[j] *= T(1) - y[j] * y[j];
+      break;
+    case kRelu:
+      RNNKIT_SIMD
+      for (index_t j = 0; j < H; ++j) d[j] = y[j] > T(0) ? d[j] : T(0);
+      break;
+    default:
+      RNNKIT_SIMD
+      for (index_t j = 0; j < H; ++j) d[j] *= y[j] * (T(1) - y[j]);
+  }
 }
 
 struct RnnParams {
@@ -75,33 +99,23 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   const T* xp_d = xp.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
   const auto cand_s = slots<T>(h_cand, B * H, save);
+  auto ones = at::ones({H}, opts);
+  const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
     if (save) std::memcpy(h_prev.data_ptr<T>() + t * B * H, h_d, sizeof(T) * B * H);
     const T* src = h_d;
     if (seq.h_mask) {
-      for (index_t j = 0; j < B * H; ++j) h_in_d[j] = h_d[j] * seq.h_mask[j];
+      apply_mask(h_in_d, h_d, seq.h_mask, B * H);
       src = h_in_d;
     }
     gemm<T>(false, true, B, H, H, T(1), src, H, w_hh, H, T(0), pre_d, H);  // (B, H)
     T* cand_t = cand_s.at(t);
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
-      const T* xrow = xp_d + row * H;
-      const T* kh = seq.keep_h ? seq.keep_h + row * H : nullptr;
-      const T msk = seq.mask_at(t, b);
-      T* a = pre_d + b * H;
-      T* cand = cand_t + b * H;
-      T* hr = h_d + b * H;
-      T* out = out_d + row * H;
-      for (index_t j = 0; j < H; ++j) {
-        const T y = activate(a[j] + xrow[j], act);
-        cand[j] = y;
-        const T hn = kh ? hr[j] + kh[j] * (y - hr[j]) : y;
-        hr[j] = hn;
-        out[j] = msk * hn;
-      }
+      step_row(pre_d + b * H, xp_d + row * H, cand_t + b * H, h_d + b * H, keep_h.row(t, b),
+               seq.mask_at(t, b), out_d + row * H, H, act);
     });
   }
   std::vector<at::Tensor> saved;
@@ -131,24 +145,21 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const T* cand_d = h_cand.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
 
+  auto ones = at::ones({H}, opts);
+  const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};
   for (index_t k = T_ - 1; k >= 0; --k) {
     const index_t t = seq.position(k);
     T* d_a_t = d_a_d + t * B * H;
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
-      const T* kh = seq.keep_h ? seq.keep_h + row * H : nullptr;
       T* da = d_a_t + b * H;
-      split_state_grad(d_h_d + b * H, d_out_d + row * H, seq.mask_at(t, b), kh, da,
-                       d_keep_d + b * H, H);
-      const T* y = cand_d + row * H;
-      for (index_t j = 0; j < H; ++j) da[j] *= activate_derivative(y[j], act);
+      split_state_grad(d_h_d + b * H, d_out_d + row * H, seq.mask_at(t, b), keep_h.row(t, b),
+                       da, d_keep_d + b * H, H);
+      activation_grad_row(da, cand_d + row * H, H, act);
     });
     // a = x_proj + (h_{t-1} ⊙ m) W_hh^T  =>  d_h_{t-1} = (d_a W_hh) ⊙ m + (1 - k) d_h_t
     gemm<T>(false, false, B, H, H, T(1), d_a_t, H, w_hh, H, T(0), d_rec_d, H);
-    for (index_t e = 0; e < B * H; ++e) {
-      const T rec = seq.h_mask ? d_rec_d[e] * seq.h_mask[e] : d_rec_d[e];
-      d_h_d[e] = rec + d_keep_d[e];
-    }
+    recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * H);
   }
   const auto d_a2 = d_a.view({T_ * B, H});
   auto h_in = h_prev.view({T_ * B, H});

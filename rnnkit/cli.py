@@ -54,6 +54,9 @@ def _train_arguments(p):
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--task", choices=("lm", "classify", "tag", "seq2seq"),
+                   help="what to train (default: the preset's, else lm); classify/tag "
+                        "read label<TAB>text lines, seq2seq source<TAB>target lines")
 
 
 def _build_config(args, overrides):
@@ -62,7 +65,7 @@ def _build_config(args, overrides):
 
     if args.preset:
         config = preset_config(args.preset)
-    elif args.config:
+    elif args.config or args.task not in (None, "lm"):
         config = Config()
     else:
         config = preset_config("char-default")
@@ -74,7 +77,8 @@ def _build_config(args, overrides):
                       "data.valid": args.valid or "", "data.test": args.test or ""})
     elif args.valid or args.test:
         raise UsageError("--valid and --test need --data")
-    for key, value in (("train.out", args.out), ("train.epochs", args.epochs),
+    for key, value in (("task.task", args.task), ("train.out", args.out),
+                       ("train.epochs", args.epochs),
                        ("train.max_minutes", args.max_minutes), ("train.seed", args.seed)):
         if value is not None:
             flags[key] = str(value)
@@ -100,6 +104,9 @@ def _run_train(args, overrides):
     from rnnkit.data.text import Vocab
 
     config, explicit = _build_config(args, overrides)
+    if config.task.task != "lm":
+        from rnnkit.cli_tasks import run_task_train
+        return run_task_train(args, config, explicit)
     out = Path(config.train.out)
     latest = CheckpointManager(out / "checkpoints").latest()
     vocab = None
@@ -158,12 +165,15 @@ def _report(out, model, vocab, config, summary):
         print(text)
         print(f"\nrnnkit train: done in {summary['elapsed_s']:.0f} s; test "
               + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()), file=sys.stderr)
-    else:
+    _report_files(out, summary, extra=", sample.txt" if summary["completed"] else "")
+
+
+def _report_files(out, summary, extra=""):
+    if not summary["completed"]:
         print(f"rnnkit train: stopped ({summary['stop_reason']}) at step {summary['steps']}; "
               f"continue with the same command plus --resume", file=sys.stderr)
     print(f"rnnkit train: files in {out}/: checkpoints/ (best, latest), metrics.csv, "
-          f"curves.png, results.json" + (", sample.txt" if summary["completed"] else ""),
-          file=sys.stderr)
+          f"curves.png, results.json" + extra, file=sys.stderr)
 
 
 # ------------------------------------------------------------------------- sample / eval
@@ -264,6 +274,10 @@ def _run_eval(args, overrides):
     from rnnkit.training.metrics import lm_metrics
     from rnnkit.training.trainer import evaluate_totals
 
+    from rnnkit.cli_tasks import is_task_checkpoint, run_task_eval
+
+    if is_task_checkpoint(args.checkpoint):
+        return run_task_eval(args)
     model, vocab, meta, ckpt = load_language_model(args.checkpoint)
     stream = _eval_stream(args.data, vocab)
     bptt = args.bptt or meta["config"]["train"]["bptt"]
@@ -282,6 +296,20 @@ def _run_eval(args, overrides):
 register("train", "train a language model", _train_arguments, _run_train, overrides=True)
 register("sample", "generate text from a checkpoint", _sample_arguments, _run_sample)
 register("eval", "score a text with a checkpoint", _eval_arguments, _run_eval)
+
+
+def _predict_arguments(p):
+    from rnnkit.cli_tasks import predict_arguments
+    predict_arguments(p)
+
+
+def _run_predict(args, overrides):
+    from rnnkit.cli_tasks import run_predict
+    return run_predict(args, overrides)
+
+
+register("predict", "label, tag or translate one input with a task checkpoint",
+         _predict_arguments, _run_predict)
 
 
 # ------------------------------------------------------------------------- main

@@ -24,7 +24,7 @@ from rnnkit.data.text import UNK, DataError, Vocab, read_text
 
 __all__ = ["PAD", "BOS", "EOS", "UNK", "TaskData", "Example", "read_tsv",
            "load_task_file", "load_builtin", "build_task_vocab", "tokens_of",
-           "make_batches", "encode_tokens", "BUILTIN_TASKS"]
+           "make_batches", "collate", "prediction_count", "encode_tokens", "BUILTIN_TASKS"]
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 in every task vocabulary
@@ -172,28 +172,41 @@ def pad(sequences, pad_id: int = 0):
     return padded, lengths
 
 
-def make_batches(examples, task, vocab, labels, batch_size, *, shuffle=False,
-                 generator=None):
-    """Padded batches (dicts of tensors, batch first) ready for a task model's ``loss``.
+def collate(examples, task, vocab, labels):
+    """One padded batch (a dict of tensors, batch first) for a task model's ``loss``.
 
     Every batch has ``source (N, L)`` and ``source_lengths (N,)``, plus ``labels (N,)``
     (classify), ``tags (N, L)`` padded with -100 (tag), or ``target (N, T+2)`` =
     <s> y_1 .. y_T </s> padded with <pad> and ``target_lengths`` (seq2seq).
     """
+    source, source_lengths = pad([vocab.encode(e.source) for e in examples])
+    batch = {"source": source, "source_lengths": source_lengths}
+    if task == "classify":
+        batch["labels"] = torch.tensor([labels.index[e.target] for e in examples])
+    elif task == "tag":
+        batch["tags"], _ = pad([labels.encode(e.target) for e in examples], pad_id=-100)
+    else:
+        bos, eos = vocab.index[BOS], vocab.index[EOS]
+        targets = [torch.cat([torch.tensor([bos]), vocab.encode(e.target),
+                              torch.tensor([eos])]) for e in examples]
+        batch["target"], batch["target_lengths"] = pad(targets)
+    return batch
+
+
+def prediction_count(batch) -> int:
+    """How many predictions a batch asks for (labels, real tags or target tokens)."""
+    if "labels" in batch:
+        return batch["labels"].numel()
+    if "tags" in batch:
+        return int((batch["tags"] != -100).sum())
+    return int(batch["target_lengths"].sum() - batch["target_lengths"].numel())
+
+
+def make_batches(examples, task, vocab, labels, batch_size, *, shuffle=False,
+                 generator=None):
+    """Batches of :func:`collate`, in order or shuffled."""
     order = torch.randperm(len(examples), generator=generator).tolist() if shuffle \
         else list(range(len(examples)))
     for start in range(0, len(order), batch_size):
-        chunk = [examples[i] for i in order[start:start + batch_size]]
-        source, source_lengths = pad([vocab.encode(e.source) for e in chunk])
-        batch = {"source": source, "source_lengths": source_lengths}
-        if task == "classify":
-            batch["labels"] = torch.tensor([labels.index[e.target] for e in chunk])
-        elif task == "tag":
-            tags, _ = pad([labels.encode(e.target) for e in chunk], pad_id=-100)
-            batch["tags"] = tags
-        else:
-            bos, eos = vocab.index[BOS], vocab.index[EOS]
-            targets = [torch.cat([torch.tensor([bos]), vocab.encode(e.target),
-                                  torch.tensor([eos])]) for e in chunk]
-            batch["target"], batch["target_lengths"] = pad(targets)
-        yield batch
+        yield collate([examples[i] for i in order[start:start + batch_size]], task, vocab,
+                      labels)

@@ -21,7 +21,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig",
-           "Config", "config_from_dict", "load_toml", "apply_overrides", "to_dict"]
+           "TaskConfig", "Config", "config_from_dict", "load_toml", "apply_overrides", "to_dict"]
 
 
 class ConfigError(ValueError):
@@ -86,11 +86,32 @@ class TrainConfig:
 
 
 @dataclass
+class TaskConfig:
+    task: str = "lm"           # "lm" | "classify" | "tag" | "seq2seq"
+    bidirectional: bool = False  # encoder (classify, tag, seq2seq)
+    pooling: str = "max"       # classify: "last" | "mean" | "max" | "attention"
+    mlp_size: int = 0          # classify: hidden width of the head; 0 = linear
+    attention: str = ""        # seq2seq: "" | "dot" | "general" | "additive" | "scaled_dot"
+    hard_attention: bool = False
+    input_feeding: bool = False
+    peeky: bool = False
+    reverse_source: bool = False
+    teacher_forcing: float = 1.0        # probability of feeding the gold previous token
+    teacher_forcing_final: float = -1.0  # linear schedule to this by the last step; <0 = constant
+    beam_size: int = 1         # seq2seq evaluation / predict decoding
+    length_penalty: float = 1.0
+    max_length: int = 0        # seq2seq decoding limit; 0 = longest target + 5
+    min_count: int = 1         # tokens seen fewer times map to <unk>
+    unknown: str = "unk"       # predict: unknown symbols -> "unk" | "error"
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
 
     def validate(self):
         """Raise ConfigError naming the first bad value."""
@@ -101,9 +122,15 @@ class Config:
                 ("constant", "step", "plateau", "cosine"))
         _choice("train.loss_reduction", self.train.loss_reduction, ("mean", "sum_over_time"))
         _choice("train.progress", self.train.progress, ("auto", "bar", "log", "off"))
+        _choice("task.task", self.task.task, ("lm", "classify", "tag", "seq2seq"))
+        _choice("task.pooling", self.task.pooling, ("last", "mean", "max", "attention"))
+        _choice("task.attention", self.task.attention,
+                ("", "dot", "general", "additive", "scaled_dot"))
+        _choice("task.unknown", self.task.unknown, ("unk", "error"))
         for key in ("model.embed_size", "model.hidden_size", "model.num_layers",
                     "train.epochs", "train.batch_size", "train.bptt",
-                    "train.eval_batch_size", "train.log_every"):
+                    "train.eval_batch_size", "train.log_every", "task.beam_size",
+                    "task.min_count"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: must be >= 1, got {_get(self, key)}")
         if not 0.0 <= self.model.dropout < 1.0:
@@ -135,7 +162,7 @@ def _sections():
 
 def _field_types(section):
     cls = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
-           "train": TrainConfig}[section]
+           "train": TrainConfig, "task": TaskConfig}[section]
     return {f.name: f.type for f in dataclasses.fields(cls)}
 
 

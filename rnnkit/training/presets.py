@@ -67,6 +67,38 @@ PRESETS = {
         "train": {"epochs": 40, "batch_size": 20, "bptt": 35, "eval_batch_size": 10,
                   "log_every": 200, "checkpoint_every": 500, "out": "runs/wikitext2"},
     },
+    # Date normalisation ("Deep Learning from Scratch 2", ch. 8): character seq2seq
+    # with Luong "general" attention and input feeding.
+    "date": {
+        "data": {"dataset": "date", "level": "char"},
+        "model": {"cell": "lstm", "embed_size": 32, "hidden_size": 128, "num_layers": 1},
+        "optim": {"optimizer": "adam", "lr": 3e-3, "clip": 5.0},
+        "train": {"epochs": 2, "batch_size": 128, "eval_batch_size": 500, "log_every": 50,
+                  "checkpoint_every": 200, "out": "runs/date"},
+        "task": {"task": "seq2seq", "attention": "general", "input_feeding": True},
+    },
+    # Addition of two numbers up to 999 (ch. 7): reversed source + peeky decoder, no
+    # attention; add --attention=general --peeky=false for the attention variant.
+    "addition": {
+        "data": {"dataset": "addition", "level": "char"},
+        "model": {"cell": "lstm", "embed_size": 32, "hidden_size": 256, "num_layers": 1},
+        "optim": {"optimizer": "adam", "lr": 2e-3, "clip": 5.0, "schedule": "cosine",
+                  "min_lr_ratio": 0.05},
+        "train": {"epochs": 12, "batch_size": 128, "eval_batch_size": 500, "log_every": 50,
+                  "checkpoint_every": 200, "out": "runs/addition"},
+        "task": {"task": "seq2seq", "reverse_source": True, "peeky": True},
+    },
+    # SST-2 sentence-level sentiment: a bidirectional LSTM over random embeddings, max
+    # pooling over time, trained on stsa.binary.train only, best epoch chosen on dev.
+    "sst2": {
+        "data": {"dataset": "sst2", "level": "word"},
+        "model": {"cell": "lstm", "embed_size": 300, "hidden_size": 150, "num_layers": 1,
+                  "dropout": 0.5},
+        "optim": {"optimizer": "adam", "lr": 1e-3, "clip": 5.0, "weight_decay": 0.0},
+        "train": {"epochs": 8, "batch_size": 32, "eval_batch_size": 256, "log_every": 50,
+                  "checkpoint_every": 0, "out": "runs/sst2"},
+        "task": {"task": "classify", "bidirectional": True, "pooling": "max"},
+    },
 }
 
 

@@ -107,9 +107,7 @@ class Trainer:
             raise ConfigError(f"config key train.batch_size: {t.batch_size} must be "
                               f"divisible by the {self.world.world_size} processes")
         self._setup_data(corpus)
-        self.network = model
-        if self.world.distributed:
-            self.network = torch.nn.parallel.DistributedDataParallel(model)
+        self.network = self._wrap_network(model)
         self.optimizer = build_optimizer(model.parameters(), config.optim)
         self.schedule = LRSchedule(config.optim, t.epochs * self.steps_per_epoch)
         self.out_dir = Path(out_dir) if out_dir else None
@@ -130,6 +128,12 @@ class Trainer:
         self.valid_data = self._eval_shard(corpus.valid)
         self.test_data = self._eval_shard(corpus.test)
         self.steps_per_epoch = num_batches(self.train_data, t.bptt)
+
+    def _wrap_network(self, model):
+        """What the forward pass goes through: the model, or DDP around it."""
+        if self.world.distributed:
+            return torch.nn.parallel.DistributedDataParallel(model)
+        return model
 
     def _eval_shard(self, stream):
         source = batchify(stream, self.config.train.eval_batch_size)

@@ -1,0 +1,287 @@
+"""``rnnkit train --task classify|tag|seq2seq``, ``rnnkit eval`` of task checkpoints and
+``rnnkit predict``: the command-line side of the classifier, tagger and seq2seq models.
+
+:mod:`rnnkit.cli` hands over to these functions when the config's ``task.task`` is not
+``lm`` or the checkpoint holds a task model; errors are the same one-line, exit-code-2
+kind (``UsageError``, ``DataError``, ``CheckpointError``, ``ConfigError``).
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+__all__ = ["TASK_KINDS", "run_task_train", "run_task_eval", "predict_arguments",
+           "run_predict", "is_task_checkpoint"]
+
+TASK_KINDS = ("classify", "tag", "seq2seq")
+
+
+def _split_by_position(examples, fractions=(0.9, 0.05, 0.05)):
+    n = len(examples)
+    a, b = int(n * fractions[0]), int(n * (fractions[0] + fractions[1]))
+    return examples[:a], examples[a:b], examples[b:]
+
+
+def load_task_corpus(config, vocab=None, labels=None):
+    """A TaskCorpus from the config's data section (a built-in name or TSV paths)."""
+    from rnnkit.data.tasks import (BUILTIN_TASKS, build_task_vocab, load_builtin,
+                                   load_task_file)
+    from rnnkit.data.text import DataError, Vocab
+    from rnnkit.training.task_trainer import TaskCorpus
+
+    d, task = config.data, config.task.task
+    if d.dataset:
+        if d.dataset not in BUILTIN_TASKS:
+            raise DataError(f"unknown task data set {d.dataset!r}; built in: "
+                            f"{', '.join(BUILTIN_TASKS)} (or give --data FILE)")
+        if BUILTIN_TASKS[d.dataset] != task:
+            raise DataError(f"data set {d.dataset!r} is for --task {BUILTIN_TASKS[d.dataset]}, "
+                            f"got --task {task}")
+        data = load_builtin(d.dataset)
+        train, valid, test, level = data.train, data.valid, data.test, data.level
+    else:
+        if not d.train:
+            raise DataError(f"--task {task} needs data: --data TRAIN [--valid V --test T] "
+                            f"or a preset (date, addition, sst2)")
+        level = d.level or "word"
+        train = load_task_file(d.train, task, level)
+        if d.valid and d.test:
+            valid, test = load_task_file(d.valid, task, level), load_task_file(d.test, task,
+                                                                                 level)
+        elif d.valid or d.test:
+            raise DataError("give both --valid and --test, or neither (then --data is "
+                            "split 90/5/5 by position)")
+        else:
+            train, valid, test = _split_by_position(train)
+    if not valid or not test:
+        raise DataError(f"{d.train or d.dataset}: too few examples to split off "
+                        f"validation and test sets ({len(train)} for training)")
+    if vocab is None:
+        sequences = [e.source + (e.target if task == "seq2seq" else []) for e in train]
+        vocab = build_task_vocab(sequences, level, config.task.min_count)
+    if labels is None and task != "seq2seq":
+        names = {e.target for e in train} if task == "classify" else \
+            {t for e in train for t in e.target}
+        labels = Vocab(sorted(names), "word")
+    return TaskCorpus(task, vocab, labels, train, valid, test)
+
+
+def run_task_train(args, config, explicit):
+    """Train a task model: the same run directory, checkpoints and resume as LMs."""
+    import torch
+
+    from rnnkit.cli import UsageError, _report_files
+    from rnnkit.data.text import Vocab
+    from rnnkit.models import build_task_model
+    from rnnkit.training.checkpoint import CheckpointManager, load_checkpoint
+    from rnnkit.training.config import apply_overrides, config_from_dict, to_dict
+    from rnnkit.training.distributed import World
+    from rnnkit.training.task_trainer import TaskTrainer
+    from rnnkit.training.trainer import NonFiniteLoss
+
+    out = Path(config.train.out)
+    latest = CheckpointManager(out / "checkpoints").latest()
+    vocab = labels = None
+    if latest is not None and not args.resume:
+        raise UsageError(f"output directory {str(out)!r} already holds a run "
+                         f"({latest.name}); pass --resume to continue it or --out to "
+                         f"start another")
+    if latest is not None:
+        _, meta = load_checkpoint(latest)
+        _check_task(latest, meta, config.task.task)
+        config = apply_overrides(config_from_dict(meta["config"]), explicit).validate()
+        vocab = Vocab.from_json(meta["vocab"])
+        labels = Vocab.from_json(meta["model"]["labels"]) if meta["model"]["labels"] else None
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    world = World.from_env()
+    corpus = load_task_corpus(config, vocab, labels)
+    torch.manual_seed(config.train.seed)
+    random.seed(config.train.seed)
+    num_labels = len(corpus.labels) if corpus.labels is not None else 0
+    model = build_task_model(config.model, config.task, len(corpus.vocab), num_labels)
+    model_meta = {"kind": model.kind, "vocab_size": len(corpus.vocab),
+                  "labels": corpus.labels.to_json() if corpus.labels else None,
+                  "config": to_dict(config)["model"], "task": to_dict(config)["task"]}
+    trainer = TaskTrainer(model, corpus, config, out, world, model_meta)
+    if latest is not None:
+        trainer.resume(latest)
+    say = print if world.is_main else (lambda *a, **k: None)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
+    params = sum(p.numel() for p in model.parameters())
+    say(f"rnnkit train: {model.kind} {config.model.cell} {config.model.num_layers}x"
+        f"{config.model.hidden_size}, {params:,} parameters, vocab {len(corpus.vocab)}; "
+        f"{len(corpus.train):,} / {len(corpus.valid):,} / {len(corpus.test):,} examples; "
+        f"{world.world_size} process(es); out {out}"
+        + (f"; resuming from {latest.name}" if latest is not None else ""), file=sys.stderr)
+    try:
+        summary = trainer.fit()
+    except NonFiniteLoss as e:
+        say(f"rnnkit train: {e}", file=sys.stderr)
+        return 1
+    finally:
+        world.close()
+    if world.is_main:
+        if summary["completed"]:
+            _show_examples(model, corpus, config, out)
+            print(f"rnnkit train: done in {summary['elapsed_s']:.0f} s; test "
+                  + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()),
+                  file=sys.stderr)
+        _report_files(out, summary, extra=", attention.png" if _has_attention(model) else "")
+    return 0
+
+
+def _has_attention(model):
+    return getattr(model, "attention", None) is not None
+
+
+def _check_task(path, meta, task=None):
+    from rnnkit.training.checkpoint import CheckpointError
+
+    kind = meta.get("model", {}).get("kind")
+    if kind not in TASK_KINDS or (task is not None and kind != task):
+        want = task or " / ".join(TASK_KINDS)
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {kind!r} model, "
+                              f"expected a {want} model")
+
+
+def is_task_checkpoint(path):
+    """True when ``path`` (a run or checkpoint directory) holds a task model."""
+    from rnnkit.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+    _, meta = load_checkpoint(resolve_checkpoint(path, prefer="best"))
+    return meta.get("model", {}).get("kind") in TASK_KINDS
+
+
+def load_task_model(path):
+    """A checkpoint (or run directory) -> ``(model, vocab, labels, meta, checkpoint)``."""
+    from rnnkit.data.text import Vocab
+    from rnnkit.models import build_task_model
+    from rnnkit.training.checkpoint import (CheckpointError, join_shared, load_checkpoint,
+                                            resolve_checkpoint)
+
+    ckpt = resolve_checkpoint(path, prefer="best")
+    tensors, meta = load_checkpoint(ckpt)
+    _check_task(ckpt, meta)
+    vocab = Vocab.from_json(meta["vocab"])
+    labels = Vocab.from_json(meta["model"]["labels"]) if meta["model"]["labels"] else None
+    model = build_task_model(meta["model"]["config"], meta["model"]["task"], len(vocab),
+                             len(labels) if labels else 0)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(join_shared(weights, meta["aliases"]))
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not fit its own model "
+                              f"config: {str(e).splitlines()[0]}") from None
+    return model.eval(), vocab, labels, meta, ckpt
+
+
+def _show_examples(model, corpus, config, out, count=3):
+    """Print a few test predictions; for attention models save attention.png."""
+    from rnnkit.data.tasks import collate
+
+    examples = corpus.test[:count]
+    batch = collate(examples, corpus.task, corpus.vocab, corpus.labels)
+    joiner = "" if corpus.vocab.level == "char" else " "
+    for i, example in enumerate(examples):
+        source = joiner.join(example.source)
+        if corpus.task == "seq2seq":
+            predicted, weights = model.greedy(batch["source"][i:i + 1],
+                                              batch["source_lengths"][i:i + 1], 50)
+            output = [corpus.vocab.tokens[t] for t in predicted[0]]
+            print(f"{source!r} -> {joiner.join(output)!r} (gold {joiner.join(example.target)!r})")
+            if i == 0 and weights is not None:
+                _save_attention(weights[0], example.source, output, out / "attention.png")
+        else:
+            predicted = model.predict({k: v[i:i + 1] for k, v in batch.items()})
+            names = [corpus.labels.tokens[int(t)] for t in predicted.flatten()]
+            shown = names[0] if corpus.task == "classify" else " ".join(names)
+            print(f"{source[:70]!r} -> {shown} (gold {example.target})")
+
+
+def _save_attention(weights, source_tokens, output_tokens, path):
+    from rnnkit.viz.attention import plot_attention
+
+    rows = len(output_tokens) + 1  # the </s> step too
+    plot_attention(weights[:rows, :len(source_tokens)], source_tokens,
+                   output_tokens + ["</s>"], path)
+
+
+def run_task_eval(args):
+    """``rnnkit eval`` for task checkpoints: a table, then one JSON line."""
+    from rnnkit.data.tasks import BUILTIN_TASKS, load_builtin, load_task_file
+    from rnnkit.training.task_trainer import evaluate_task
+
+    model, vocab, labels, meta, ckpt = load_task_model(args.checkpoint)
+    task = meta["model"]["kind"]
+    if not Path(args.data).exists() and args.data in BUILTIN_TASKS:
+        examples = load_builtin(args.data).test
+    else:
+        examples = load_task_file(args.data, task, vocab.level)
+    t = meta["model"]["task"]
+    metrics = evaluate_task(model, examples, task, vocab, labels, args.batch_size or 64,
+                            beam_size=getattr(args, "beam", 0) or t["beam_size"],
+                            max_length=t["max_length"], length_penalty=t["length_penalty"])
+    rows = [("checkpoint", str(ckpt)), ("data", f"{args.data} ({len(examples):,} examples)")]
+    rows += [(k, f"{v:.4f}") for k, v in metrics.items()]
+    for key, value in rows:
+        print(f"{key:<11} {value}")
+    print(json.dumps({**metrics, "examples": len(examples), "checkpoint": str(ckpt),
+                      "data": args.data}))
+    return 0
+
+
+def predict_arguments(p):
+    p.add_argument("checkpoint", help="a run directory or one checkpoint directory")
+    p.add_argument("text", help="the input: a sentence, or a source sequence")
+    p.add_argument("--beam", type=int, default=0, help="beam size (default: the run's)")
+    p.add_argument("--unknown", choices=("unk", "error"), default=None,
+                   help="unknown symbols: map to <unk> or refuse (default: the run's)")
+    p.add_argument("--attention-png", help="save the attention heatmap here (seq2seq)")
+
+
+def run_predict(args, overrides):
+    """Print the label, the tags or the decoded sequence of one input."""
+    import torch
+
+    from rnnkit.cli import UsageError
+    from rnnkit.data.tasks import encode_tokens, tokens_of
+
+    model, vocab, labels, meta, _ = load_task_model(args.checkpoint)
+    task, t = meta["model"]["kind"], meta["model"]["task"]
+    tokens = tokens_of(args.text, vocab.level)
+    if not tokens:
+        raise UsageError("predict: the input text is empty")
+    try:
+        ids = encode_tokens(vocab, tokens, args.unknown or t["unknown"])
+    except ValueError as e:
+        raise UsageError(f"predict: {e}") from None
+    source, lengths = ids.unsqueeze(0), torch.tensor([len(ids)])
+    batch = {"source": source, "source_lengths": lengths}
+    if task != "seq2seq":
+        if args.attention_png:
+            raise UsageError("--attention-png is for seq2seq models")
+        predicted = model.predict(batch).flatten().tolist()
+        names = [labels.tokens[i] for i in predicted]
+        print(names[0] if task == "classify" else " ".join(names))
+        return 0
+    beam = args.beam or t["beam_size"]
+    limit = t["max_length"] or 4 * len(tokens) + 10
+    if beam > 1:
+        (output,) = model.beam_search(source, lengths, beam, limit, t["length_penalty"])
+        weights = None
+    else:
+        (output,), weights = model.greedy(source, lengths, limit)
+    words = [vocab.tokens[i] for i in output]
+    print(("" if vocab.level == "char" else " ").join(words))
+    if args.attention_png:
+        if weights is None:
+            raise UsageError("--attention-png needs an attention model decoded greedily "
+                             "(--beam 1)")
+        _save_attention(weights[0], tokens, words, args.attention_png)
+        print(f"rnnkit predict: attention heatmap in {args.attention_png}", file=sys.stderr)
+    return 0

@@ -1,0 +1,204 @@
+"""Training classifiers, taggers and seq2seq models with the same loop as language models.
+
+:class:`TaskTrainer` reuses :class:`rnnkit.training.trainer.Trainer` -- checkpoints and
+exact resume, signals, time limits, progress, metrics log, curves, data parallel -- and
+changes only what differs: the data are shuffled batches of examples instead of a token
+stream (the order of epoch e is a permutation seeded by ``train.seed`` and e, so a
+resumed run sees the same batches), the loss is ``model.loss(batch)``, and the best
+checkpoint is the one with the highest accuracy (exact match for seq2seq).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rnnkit.data.tasks import collate, prediction_count
+from rnnkit.data.text import Vocab
+from rnnkit.training.trainer import NonFiniteLoss, Trainer
+
+__all__ = ["TaskCorpus", "TaskTrainer", "corpus_bleu", "evaluate_task"]
+
+
+@dataclass
+class TaskCorpus:
+    """Examples of one task with their vocabularies (``labels``: class or tag names)."""
+
+    task: str
+    vocab: Vocab
+    labels: Vocab | None
+    train: list
+    valid: list
+    test: list
+
+
+class _LossModule(nn.Module):
+    """Routes ``model.loss(batch)`` through ``forward`` so DDP sees the call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.loss(batch)
+
+
+def corpus_bleu(hypotheses, references, max_n=4):
+    """Corpus BLEU-4 (Papineni et al. 2002) in [0, 1]: geometric mean of the clipped
+    n-gram precisions times the brevity penalty; 0 if some precision is 0."""
+    return _bleu_from_stats(_bleu_stats(hypotheses, references, max_n))
+
+
+def _bleu_stats(hypotheses, references, max_n=4):
+    """[matches_1..n, totals_1..n, hypothesis length, reference length]."""
+    stats = [0.0] * (2 * max_n + 2)
+    for hyp, ref in zip(hypotheses, references):
+        stats[-2] += len(hyp)
+        stats[-1] += len(ref)
+        for n in range(1, max_n + 1):
+            hyp_grams = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
+            ref_grams = Counter(tuple(ref[i:i + n]) for i in range(len(ref) - n + 1))
+            stats[n - 1] += sum(min(c, ref_grams[g]) for g, c in hyp_grams.items())
+            stats[max_n + n - 1] += max(len(hyp) - n + 1, 0)
+    return stats
+
+
+def _bleu_from_stats(stats, max_n=4):
+    matches, totals = stats[:max_n], stats[max_n:2 * max_n]
+    hyp_len, ref_len = stats[-2], stats[-1]
+    if hyp_len == 0 or any(m == 0 for m in matches):
+        return 0.0
+    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+    brevity = min(0.0, 1 - ref_len / hyp_len)
+    return math.exp(log_precision + brevity)
+
+
+def _strip(ids, stop_ids):
+    return [i for i in ids if i not in stop_ids]
+
+
+@torch.no_grad()
+def evaluate_task(model, examples, task, vocab, labels, batch_size, *, beam_size=1,
+                  max_length=0, length_penalty=1.0, world=None):
+    """Loss and accuracy of ``model`` on ``examples`` (this rank's share when ``world``
+    is given); seq2seq adds exact match and BLEU of the decoded outputs."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4 + 10, dtype=torch.float64)  # loss*n, n, correct, count, bleu stats
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start:start + batch_size], task, vocab, labels)
+        count = prediction_count(batch)
+        totals[0] += model.loss(batch).item() * count
+        totals[1] += count
+        if task == "classify":
+            totals[2] += (model.predict(batch) == batch["labels"]).sum()
+            totals[3] += batch["labels"].numel()
+        elif task == "tag":
+            real = batch["tags"] != -100
+            totals[2] += (model.predict(batch)[real] == batch["tags"][real]).sum()
+            totals[3] += real.sum()
+        else:
+            gold = [_strip(row, {model.PAD, model.BOS, model.EOS})
+                    for row in batch["target"].tolist()]
+            limit = max_length or max(len(g) for g in gold) + 5
+            if beam_size > 1:
+                predicted = model.beam_search(batch["source"], batch["source_lengths"],
+                                              beam_size, limit, length_penalty)
+            else:
+                predicted, _ = model.greedy(batch["source"], batch["source_lengths"], limit)
+            totals[2] += sum(p == g for p, g in zip(predicted, gold))
+            totals[3] += len(gold)
+            totals[4:] += torch.tensor(_bleu_stats(predicted, gold), dtype=torch.float64)
+    if world is not None:
+        world.all_reduce_sum(totals)
+    model.train(was_training)
+    metrics = {"loss": float(totals[0] / max(totals[1], 1))}
+    key = "exact_match" if task == "seq2seq" else "accuracy"
+    metrics[key] = float(totals[2] / max(totals[3], 1))
+    if task == "seq2seq":
+        metrics["bleu"] = _bleu_from_stats(totals[4:].tolist())
+    return metrics
+
+
+class TaskTrainer(Trainer):
+    """The :class:`Trainer` for ``classify``, ``tag`` and ``seq2seq`` models.
+
+    Args:
+        model: a Classifier, Tagger or Seq2Seq (``loss(batch)``, ``predict`` / ``greedy``).
+        corpus: a :class:`TaskCorpus`.
+        config, out_dir, world, model_meta: as :class:`Trainer`.
+    """
+
+    def __init__(self, model, corpus, config, out_dir=None, world=None, model_meta=None):
+        self.corpus = corpus
+        super().__init__(model, corpus, config, out_dir, world, model_meta)
+
+    def _wrap_network(self, model):
+        if self.world.distributed:
+            return torch.nn.parallel.DistributedDataParallel(_LossModule(model))
+        return model
+
+    def _setup_data(self, corpus):
+        """Steps per epoch of the global batch size; eval splits shared out by rank."""
+        t, w = self.config.train, self.world
+        self.steps_per_epoch = math.ceil(len(corpus.train) / t.batch_size)
+        self.valid_data = corpus.valid[w.rank::w.world_size]
+        self.test_data = corpus.test[w.rank::w.world_size]
+
+    def next_batch(self):
+        """This rank's share of the batch at (epoch, batch_index) of the seeded order."""
+        t, w = self.config.train, self.world
+        order_gen = torch.Generator().manual_seed(t.seed * 100003 + self.epoch)
+        order = torch.randperm(len(self.corpus.train), generator=order_gen)
+        indices = order[self.batch_index * t.batch_size:(self.batch_index + 1) * t.batch_size]
+        examples = [self.corpus.train[i] for i in indices[w.rank::w.world_size].tolist()]
+        batch = collate(examples, self.corpus.task, self.corpus.vocab, self.corpus.labels)
+        return (batch,), prediction_count(batch)
+
+    def step(self, batch):
+        loss = self.compute_gradients(batch)
+        self.apply_gradients()
+        return loss
+
+    def compute_gradients(self, batch):
+        """Forward and backward on one batch (averaged over processes by DDP)."""
+        self.network.train()
+        self._schedule_teacher_forcing()
+        loss = self.network(batch) if self.world.distributed else self.model.loss(batch)
+        value = self._mean_over_world(loss.item())
+        if not math.isfinite(value):
+            raise NonFiniteLoss(self._non_finite_message(f"loss is {value}"))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return value
+
+    def _schedule_teacher_forcing(self):
+        """Linear from task.teacher_forcing to task.teacher_forcing_final over the run."""
+        c = self.config.task
+        if not hasattr(self.model, "teacher_forcing"):
+            return
+        ratio = c.teacher_forcing
+        if c.teacher_forcing_final >= 0:
+            total = max(self.config.train.epochs * self.steps_per_epoch, 1)
+            ratio += (c.teacher_forcing_final - c.teacher_forcing) * self.step_count / total
+        self.model.teacher_forcing = ratio
+
+    def split_metrics(self, split):
+        c = self.config.task
+        examples = self.valid_data if split == "valid" else self.test_data
+        return evaluate_task(self.model, examples, self.corpus.task, self.corpus.vocab,
+                             self.corpus.labels, self.config.train.eval_batch_size,
+                             beam_size=c.beam_size, max_length=c.max_length,
+                             length_penalty=c.length_penalty, world=self.world)
+
+    def train_metrics(self, loss):
+        return {"loss": loss}
+
+    @staticmethod
+    def selection_score(metrics):
+        """Higher accuracy (exact match) is better; the loss breaks ties."""
+        accuracy = metrics.get("exact_match", metrics.get("accuracy", 0.0))
+        return -accuracy + 1e-6 * metrics["loss"]

@@ -179,13 +179,18 @@ class Trainer:
                 self._log_train()
             if self._should_stop():
                 self.save()
+                self._close_bar()
                 return False
             if (t.checkpoint_every and self.step_count % t.checkpoint_every == 0
                     and self.batch_index < self.steps_per_epoch):
                 self.save()
+        self._close_bar()
+        return True
+
+    def _close_bar(self):
         if self.bar is not None:
             self.bar.close()
-        return True
+            self.bar = None
 
     def next_batch(self):
         """The training batch at the current position, as the arguments of ``step``,

@@ -25,10 +25,10 @@ PRESETS = {
     "char-shakespeare": {
         "data": {"dataset": "tinyshakespeare", "level": "char"},
         "model": {"cell": "lstm", "embed_size": 128, "hidden_size": 512, "num_layers": 2,
-                  "dropout": 0.25},
+                  "dropout": 0.2},
         "optim": {"optimizer": "adam", "lr": 2e-3, "clip": 5.0, "schedule": "cosine",
                   "warmup_steps": 100, "min_lr_ratio": 0.05},
-        "train": {"epochs": 10, "batch_size": 64, "bptt": 100, "eval_batch_size": 16,
+        "train": {"epochs": 5, "batch_size": 64, "bptt": 100, "eval_batch_size": 16,
                   "log_every": 50, "checkpoint_every": 500,
                   "out": "runs/char-shakespeare"},
     },

@@ -150,14 +150,12 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   const auto opts = x.options();
   const auto x2d = x.view({T_ * B, p.I});
   // The input projection with every bias that is not inside r ⊙ (...) folded in.
-  at::Tensor xp;
+  at::Tensor folded;
   if (p.b_ih.defined()) {
-    auto folded = p.b_ih + p.b_hh;
+    folded = p.b_ih + p.b_hh;
     if (reset_after) folded.narrow(0, 2 * H, H).copy_(p.b_ih.narrow(0, 2 * H, H));
-    xp = at::addmm(folded, x2d, p.w_ih.t());
-  } else {
-    xp = at::mm(x2d, p.w_ih.t());
   }
+  const at::Tensor xp = project<T>(x2d, p.w_ih, folded);
   const index_t slots_n = save ? T_ : 1;
   auto outputs = at::empty({T_, B, H}, opts);
   auto h = h0.contiguous().clone();
@@ -172,6 +170,9 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   T* h_in_d = seq.h_mask ? h_in.data_ptr<T>() : nullptr;
   const T* xp_d = xp.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
+  // W_hh^T (all three blocks with reset_after, r|z without) and W_hn^T, packed once
+  const auto w_hh_t = pack(H, reset_after ? G : 2 * H, w_hh, 1, H, opts);
+  const auto w_hn_t = reset_after ? Packed<T>{} : pack(H, H, w_hh + 2 * H * H, 1, H, opts);
   const T* b_hn = (reset_after && p.b_hh.defined()) ? p.b_hh.data_ptr<T>() + 2 * H : nullptr;
   const auto gates_s = slots<T>(gates, B * G, save);
   const auto extra_s = slots<T>(extra, B * H, save);
@@ -190,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
       src = h_in_d;
     }
     // r and z blocks (and the n block when reset_after) of h̃ W_hh^T
-    gemm<T>(false, true, B, reset_after ? G : 2 * H, H, T(1), src, H, w_hh, H, T(0), hh_d, G);
+    matmul(B, src, H, 1, w_hh_t, hh_d, G);
     T* gate_t = gates_s.at(t);
     T* extra_t = extra_s.at(t);
     if (reset_after) {
@@ -206,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
       reset_gate_row(xp_d + (t * B + b) * G, hh_d + b * G, src + b * H, gate_t + b * G,
                      extra_t + b * H, H);
     });
-    gemm<T>(false, true, B, H, H, T(1), extra_t, H, w_hh + 2 * H * H, H, T(0), hh_d + 2 * H, G);
+    matmul(B, extra_t, H, 1, w_hn_t, hh_d + 2 * H, G);  // (r ⊙ h̃) W_hn^T
     for_rows(B, G, [&](index_t b) {
       const index_t row = t * B + b;
       reset_before_finish_row(xp_d + row * G, hh_d + b * G + 2 * H, h_d + b * H,
@@ -249,6 +250,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const T* gates_d = gates.data_ptr<T>();
   const T* extra_d = extra.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
+  const auto w_hh_n = pack(reset_after ? G : 2 * H, H, w_hh, H, 1, opts);
+  const auto w_hn_n = reset_after ? Packed<T>{} : pack(H, H, w_hh + 2 * H * H, H, 1, opts);
 
   auto ones = at::ones({H}, opts);
   const T* ones_d = ones.data_ptr<T>();
@@ -271,13 +274,12 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     });
     T* d_xp_t = d_xp_d + t * B * G;
     if (reset_after) {
-      gemm<T>(false, false, B, H, G, T(1), d_hh_d + t * B * G, G, w_hh, H, T(0), d_rec_d, H);
+      matmul(B, d_hh_d + t * B * G, G, 1, w_hh_n, d_rec_d, H);
       recurrent_grad(d_h_d, d_rec_d, h_mask, d_keep_d, B * H);
       continue;
     }
     // a_n = x_n + (r ⊙ h̃) W_hn^T + b_hn  =>  d(r ⊙ h̃) = d_a_n W_hn
-    gemm<T>(false, false, B, H, H, T(1), d_xp_t + 2 * H, G, w_hh + 2 * H * H, H, T(0),
-            d_rh_d, H);
+    matmul(B, d_xp_t + 2 * H, G, 1, w_hn_n, d_rh_d, H);
     const T* mask_row = h_mask ? h_mask : ones_d;
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
@@ -285,7 +287,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
                             h_mask ? mask_row + b * H : ones_d, gates_d + row * G,
                             d_xp_t + b * G, H);
     });
-    gemm<T>(false, false, B, H, 2 * H, T(1), d_xp_t, G, w_hh, H, T(0), d_rec_d, H);
+    matmul(B, d_xp_t, G, 1, w_hh_n, d_rec_d, H);  // d_a_rz W_hrz
     for_rows(B, H, [&](index_t b) {
       reset_before_state_grad_row(d_rec_d + b * H, d_rh_d + b * H, gates_d + (t * B + b) * G,
                                   h_mask ? h_mask + b * H : ones_d, d_keep_d + b * H,
@@ -299,18 +301,18 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     h_in = (h_prev * at::from_blob(const_cast<T*>(seq.h_mask), {B, H}, opts)).view({T_ * B, H});
   }
   std::vector<at::Tensor> grads;
-  grads.push_back(d_xp2.t().mm(x.view({T_ * B, p.I})));
+  grads.push_back(matmul_tn<T>(d_xp2, x.view({T_ * B, p.I})));
   if (reset_after) {
-    grads.push_back(d_hh.view({T_ * B, G}).t().mm(h_in));
+    grads.push_back(matmul_tn<T>(d_hh.view({T_ * B, G}), h_in));
   } else {
-    grads.push_back(at::cat({d_xp2.narrow(1, 0, 2 * H).t().mm(h_in),
-                             d_xp2.narrow(1, 2 * H, H).t().mm(extra.view({T_ * B, H}))}));
+    grads.push_back(at::cat({matmul_tn<T>(d_xp2.narrow(1, 0, 2 * H), h_in),
+                             matmul_tn<T>(d_xp2.narrow(1, 2 * H, H), extra.view({T_ * B, H}))}));
   }
   if (p.b_ih.defined()) {
     grads.push_back(d_xp2.sum(0));
     grads.push_back(d_hh.view({T_ * B, G}).sum(0));
   }
-  auto d_x = d_xp2.mm(p.w_ih).view({T_, B, p.I});
+  auto d_x = matmul_nn<T>(d_xp2, p.w_ih).view({T_, B, p.I});
   return {d_x, d_h, grads};
 }
 

@@ -162,9 +162,9 @@ at::Tensor project_input(const at::Tensor& x, const LstmParams& p, const Sizes& 
   const auto x2d = x.view({s.T * s.B, s.I});
   const bool bias = p.b_ih.defined();
   if (!p.ln_ih_w.defined()) {
-    return bias ? at::addmm(p.b_ih + p.b_hh, x2d, p.w_ih.t()) : at::mm(x2d, p.w_ih.t());
+    return project<T>(x2d, p.w_ih, bias ? p.b_ih + p.b_hh : at::Tensor());
   }
-  auto xp = at::mm(x2d, p.w_ih.t());
+  at::Tensor xp = project<T>(x2d, p.w_ih, at::Tensor());
   x_hat = at::empty_like(xp);
   inv_std = at::empty({s.T * s.B}, xp.options());
   const at::Tensor b = bias ? (p.b_ih + p.b_hh) : at::zeros({s.G}, xp.options());
@@ -218,6 +218,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   const T* xp_d = xp.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
   const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
+  const auto w_hh_t = pack(P, G, w_hh, 1, P, opts);  // W_hh^T, packed once for every step
+  const auto w_hr_t = proj ? pack(H, P, w_hr, 1, H, opts) : Packed<T>{};
   const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
   const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
   const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;
@@ -254,7 +256,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
       apply_mask(h_in_d, h_d, seq.h_mask, B * P);
       src = h_in_d;
     }
-    gemm<T>(false, true, B, G, P, T(1), src, P, w_hh, P, T(0), hh_d, G);  // (B, 4H)
+    matmul(B, src, P, 1, w_hh_t, hh_d, G);  // h̃ W_hh^T (B, 4H)
     T* gate_t = gates_s.at(t);
     T* c_new_t = c_new_s.at(t);
     for_rows(B, G, [&](index_t b) {
@@ -279,7 +281,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
       }
     });
     if (proj) {
-      gemm<T>(false, true, B, P, H, T(1), m_s.at(t), H, w_hr, H, T(0), h_cand_d, P);
+      matmul(B, m_s.at(t), H, 1, w_hr_t, h_cand_d, P);  // m W_hr^T (B, P)
       for_rows(B, P, [&](index_t b) {
         carry_row(h_d + b * P, h_cand_d + b * P, keep_h.row(t, b), seq.mask_at(t, b),
                   out_d + (t * B + b) * P, P);
@@ -344,6 +346,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   const T* c_prev_d = c_prev.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
   const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
+  const auto w_hh_n = pack(G, P, w_hh, P, 1, opts);  // W_hh, packed once for every step
+  const auto w_hr_n = proj ? pack(P, H, w_hr, H, 1, opts) : Packed<T>{};
   const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
   const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
   const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;
@@ -373,7 +377,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
                        keep_h.row(t, b), d_hc_t + b * P, d_keep_d + b * P, P);
     });
     if (proj) {  // h̃ = m W_hr^T  =>  d_m = d_h̃ W_hr
-      gemm<T>(false, false, B, H, P, T(1), d_hc_t, P, w_hr, H, T(0), d_m_d, H);
+      matmul(B, d_hc_t, P, 1, w_hr_n, d_m_d, H);
     }
     const T* d_m_src = proj ? d_m_d : d_hc_t;
     for_rows(B, G, [&](index_t b) {
@@ -398,7 +402,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
       }
     });
     // hh = (h_{t-1} ⊙ mask) W_hh^T  =>  d_h_{t-1} = (d_hh W_hh) ⊙ mask + (1 - k) d_h_t
-    gemm<T>(false, false, B, P, G, T(1), d_hh_d + t * B * G, G, w_hh, P, T(0), d_rec_d, P);
+    matmul(B, d_hh_d + t * B * G, G, 1, w_hh_n, d_rec_d, P);
     recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * P);
   }
 
@@ -423,14 +427,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     h_in = (h_prev * at::from_blob(const_cast<T*>(seq.h_mask), {B, P}, opts)).view({T_ * B, P});
   }
   const auto d_hh2 = d_hh.view({T_ * B, G});
-  grads.push_back(d_xp.t().mm(x2d));   // weight_ih
-  grads.push_back(d_hh2.t().mm(h_in));  // weight_hh
+  grads.push_back(matmul_tn<T>(d_xp, x2d));   // weight_ih
+  grads.push_back(matmul_tn<T>(d_hh2, h_in));  // weight_hh
   const auto d_bias = d_z2.sum(0);
   if (p.b_ih.defined()) {
     grads.push_back(d_bias);
     grads.push_back(d_bias.clone());
   }
-  if (proj) grads.push_back(d_h_cand.view({T_ * B, P}).t().mm(m_all.view({T_ * B, H})));
+  if (proj) grads.push_back(matmul_tn<T>(d_h_cand.view({T_ * B, P}), m_all.view({T_ * B, H})));
   if (peep) {
     grads.push_back((d_z.narrow(2, 0, H) * c_prev).sum({0, 1}));
     grads.push_back((d_z.narrow(2, H, H) * c_prev).sum({0, 1}));
@@ -444,7 +448,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     grads.push_back((d_c_hat * c_hat).sum({0, 1}));
     grads.push_back(d_c_hat.sum({0, 1}));
   }
-  auto d_x = d_xp.mm(p.w_ih).view({T_, B, s.I});
+  auto d_x = matmul_nn<T>(d_xp, p.w_ih).view({T_, B, s.I});
   return {d_x, d_h, d_c, grads};
 }
 

@@ -84,8 +84,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   const index_t T_ = p.T, B = p.B, H = p.H;
   const auto opts = x.options();
   const auto x2d = x.view({T_ * B, p.I});
-  const auto xp = p.b_ih.defined() ? at::addmm(p.b_ih + p.b_hh, x2d, p.w_ih.t())
-                                   : at::mm(x2d, p.w_ih.t());
+  const at::Tensor xp = project<T>(x2d, p.w_ih, p.b_ih.defined() ? p.b_ih + p.b_hh : at::Tensor());
   auto outputs = at::empty({T_, B, H}, opts);
   auto h = h0.contiguous().clone();
   auto h_prev = at::empty({save ? T_ : 0, B, H}, opts);
@@ -98,6 +97,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   T* h_in_d = seq.h_mask ? h_in.data_ptr<T>() : nullptr;
   const T* xp_d = xp.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
+  const auto w_hh_t = pack(H, H, w_hh, 1, H, opts);  // W_hh^T, packed once for every step
   const auto cand_s = slots<T>(h_cand, B * H, save);
   auto ones = at::ones({H}, opts);
   const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};
@@ -110,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
       apply_mask(h_in_d, h_d, seq.h_mask, B * H);
       src = h_in_d;
     }
-    gemm<T>(false, true, B, H, H, T(1), src, H, w_hh, H, T(0), pre_d, H);  // (B, H)
+    matmul(B, src, H, 1, w_hh_t, pre_d, H);  // h̃ W_hh^T (B, H)
     T* cand_t = cand_s.at(t);
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
@@ -144,6 +144,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   T* d_rec_d = d_rec.data_ptr<T>();
   const T* cand_d = h_cand.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
+  const auto w_hh_n = pack(H, H, w_hh, H, 1, opts);
 
   auto ones = at::ones({H}, opts);
   const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};
@@ -158,7 +159,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
       activation_grad_row(da, cand_d + row * H, H, act);
     });
     // a = x_proj + (h_{t-1} ⊙ m) W_hh^T  =>  d_h_{t-1} = (d_a W_hh) ⊙ m + (1 - k) d_h_t
-    gemm<T>(false, false, B, H, H, T(1), d_a_t, H, w_hh, H, T(0), d_rec_d, H);
+    matmul(B, d_a_t, H, 1, w_hh_n, d_rec_d, H);
     recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * H);
   }
   const auto d_a2 = d_a.view({T_ * B, H});
@@ -167,13 +168,13 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     h_in = (h_prev * at::from_blob(const_cast<T*>(seq.h_mask), {B, H}, opts)).view({T_ * B, H});
   }
   std::vector<at::Tensor> grads;
-  grads.push_back(d_a2.t().mm(x.view({T_ * B, p.I})));
-  grads.push_back(d_a2.t().mm(h_in));
+  grads.push_back(matmul_tn<T>(d_a2, x.view({T_ * B, p.I})));
+  grads.push_back(matmul_tn<T>(d_a2, h_in));
   if (p.b_ih.defined()) {
     grads.push_back(d_a2.sum(0));
     grads.push_back(grads.back().clone());
   }
-  auto d_x = d_a2.mm(p.w_ih).view({T_, B, p.I});
+  auto d_x = matmul_nn<T>(d_a2, p.w_ih).view({T_, B, p.I});
   return {d_x, d_h, grads};
 }
 

@@ -97,23 +97,19 @@ def _run_train(args, overrides):
 
     from rnnkit.data.datasets import load_corpus
     from rnnkit.models import build_language_model
-    from rnnkit.training.checkpoint import CheckpointManager, load_checkpoint
+    from rnnkit.data.text import Vocab
+    from rnnkit.training.checkpoint import load_checkpoint
     from rnnkit.training.config import apply_overrides, config_from_dict, to_dict
     from rnnkit.training.distributed import World
-    from rnnkit.training.trainer import NonFiniteLoss, Trainer
-    from rnnkit.data.text import Vocab
+    from rnnkit.training.trainer import Trainer
 
     config, explicit = _build_config(args, overrides)
     if config.task.task != "lm":
         from rnnkit.cli_tasks import run_task_train
         return run_task_train(args, config, explicit)
     out = Path(config.train.out)
-    latest = CheckpointManager(out / "checkpoints").latest()
+    latest = previous_run(out, args.resume)
     vocab = None
-    if latest is not None and not args.resume:
-        raise UsageError(f"output directory {str(out)!r} already holds a run "
-                         f"({latest.name}); pass --resume to continue it or --out to "
-                         f"start another")
     if latest is not None:
         _, meta = load_checkpoint(latest)
         _check_lm(latest, meta)
@@ -131,6 +127,36 @@ def _run_train(args, overrides):
     model_meta = {"kind": model.kind, "vocab_size": len(corpus.vocab),
                   "config": to_dict(config)["model"]}
     trainer = Trainer(model, corpus, config, out, world, model_meta)
+    summary = fit_run(trainer, latest, f"data {corpus.source} ({corpus.train.numel():,} / "
+                      f"{corpus.valid.numel():,} / {corpus.test.numel():,} tokens)")
+    if summary is None:
+        return 1
+    if world.is_main:
+        _report(out, model, corpus.vocab, config, summary)
+    return 0
+
+
+def previous_run(out, resume):
+    """The latest checkpoint in ``out`` when resuming; an error if one exists otherwise."""
+    from rnnkit.training.checkpoint import CheckpointManager
+
+    latest = CheckpointManager(out / "checkpoints").latest()
+    if latest is not None and not resume:
+        raise UsageError(f"output directory {str(out)!r} already holds a run "
+                         f"({latest.name}); pass --resume to continue it or --out to "
+                         f"start another")
+    return latest
+
+
+def fit_run(trainer, latest, data_text):
+    """Resume from ``latest`` (if any), write config.json, say what runs, train.
+
+    Returns the trainer's summary, or None after a non-finite loss (already reported).
+    """
+    from rnnkit.training.config import to_dict
+    from rnnkit.training.trainer import NonFiniteLoss
+
+    config, world, model, out = trainer.config, trainer.world, trainer.model, trainer.out_dir
     if latest is not None:
         trainer.resume(latest)
     say = print if world.is_main else (lambda *a, **k: None)
@@ -139,20 +165,16 @@ def _run_train(args, overrides):
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
     params = sum(p.numel() for p in model.parameters())
     say(f"rnnkit train: {model.kind} {config.model.cell} {config.model.num_layers}x"
-        f"{config.model.hidden_size}, {params:,} parameters, vocab {len(corpus.vocab)}; "
-        f"data {corpus.source} ({corpus.train.numel():,} / {corpus.valid.numel():,} / "
-        f"{corpus.test.numel():,} tokens); {world.world_size} process(es); out {out}"
+        f"{config.model.hidden_size}, {params:,} parameters, vocab {len(trainer.vocab)}; "
+        f"{data_text}; {world.world_size} process(es); out {out}"
         + (f"; resuming from {latest.name}" if latest is not None else ""), file=sys.stderr)
     try:
-        summary = trainer.fit()
+        return trainer.fit()
     except NonFiniteLoss as e:
         say(f"rnnkit train: {e}", file=sys.stderr)
-        return 1
+        return None
     finally:
         world.close()
-    if world.is_main:
-        _report(out, model, corpus.vocab, config, summary)
-    return 0
 
 
 def _report(out, model, vocab, config, summary):

@@ -72,22 +72,17 @@ def run_task_train(args, config, explicit):
     """Train a task model: the same run directory, checkpoints and resume as LMs."""
     import torch
 
-    from rnnkit.cli import UsageError, _report_files
+    from rnnkit.cli import _report_files, fit_run, previous_run
     from rnnkit.data.text import Vocab
     from rnnkit.models import build_task_model
-    from rnnkit.training.checkpoint import CheckpointManager, load_checkpoint
+    from rnnkit.training.checkpoint import load_checkpoint
     from rnnkit.training.config import apply_overrides, config_from_dict, to_dict
     from rnnkit.training.distributed import World
     from rnnkit.training.task_trainer import TaskTrainer
-    from rnnkit.training.trainer import NonFiniteLoss
 
     out = Path(config.train.out)
-    latest = CheckpointManager(out / "checkpoints").latest()
+    latest = previous_run(out, args.resume)
     vocab = labels = None
-    if latest is not None and not args.resume:
-        raise UsageError(f"output directory {str(out)!r} already holds a run "
-                         f"({latest.name}); pass --resume to continue it or --out to "
-                         f"start another")
     if latest is not None:
         _, meta = load_checkpoint(latest)
         _check_task(latest, meta, config.task.task)
@@ -106,25 +101,10 @@ def run_task_train(args, config, explicit):
                   "labels": corpus.labels.to_json() if corpus.labels else None,
                   "config": to_dict(config)["model"], "task": to_dict(config)["task"]}
     trainer = TaskTrainer(model, corpus, config, out, world, model_meta)
-    if latest is not None:
-        trainer.resume(latest)
-    say = print if world.is_main else (lambda *a, **k: None)
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
-    params = sum(p.numel() for p in model.parameters())
-    say(f"rnnkit train: {model.kind} {config.model.cell} {config.model.num_layers}x"
-        f"{config.model.hidden_size}, {params:,} parameters, vocab {len(corpus.vocab)}; "
-        f"{len(corpus.train):,} / {len(corpus.valid):,} / {len(corpus.test):,} examples; "
-        f"{world.world_size} process(es); out {out}"
-        + (f"; resuming from {latest.name}" if latest is not None else ""), file=sys.stderr)
-    try:
-        summary = trainer.fit()
-    except NonFiniteLoss as e:
-        say(f"rnnkit train: {e}", file=sys.stderr)
+    summary = fit_run(trainer, latest, f"{len(corpus.train):,} / {len(corpus.valid):,} / "
+                      f"{len(corpus.test):,} examples")
+    if summary is None:
         return 1
-    finally:
-        world.close()
     if world.is_main:
         if summary["completed"]:
             _show_examples(model, corpus, config, out)

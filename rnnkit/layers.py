@@ -121,6 +121,19 @@ def _check_state(owner, name, value, shape, like):
                          f"got {value.device}")
 
 
+def _parse_hx(owner, family, hx, shapes, like):
+    """The user's hx as a tuple of state tensors, each checked against its shape."""
+    if family == "lstm":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"{owner}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        states, names = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
+    else:
+        states, names = (hx,), ("hx",)
+    for value, name, shape in zip(states, names, shapes):
+        _check_state(owner, name, value, shape, like)
+    return states
+
+
 class RNNBase(nn.Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell family."""
 
@@ -227,19 +240,9 @@ class RNNBase(nn.Module):
         sizes = self._specs[0].state_sizes
         if hx is None:
             return tuple(x.new_zeros(depth, batch, size) for size in sizes)
-        if self.family == "lstm":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"{owner}: hx must be a tuple (h_0, c_0), got "
-                                f"{type(hx).__name__}")
-            states, names = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
-        else:
-            states, names = (hx,), ("hx",)
-        result = []
-        for value, name, size in zip(states, names, sizes):
-            shape = (depth, batch, size) if batched else (depth, size)
-            _check_state(owner, name, value, shape, x)
-            result.append(value if batched else value.unsqueeze(1))
-        return tuple(result)
+        shapes = [(depth, batch, size) if batched else (depth, size) for size in sizes]
+        states = _parse_hx(owner, self.family, hx, shapes, x)
+        return states if batched else tuple(s.unsqueeze(1) for s in states)
 
     def _run_layers(self, x, state0, lengths):
         """Every layer and direction through ``dispatch.run``; dropout between layers."""
@@ -451,17 +454,9 @@ class _CellBase(nn.Module):
         sizes = self._spec.state_sizes
         if hx is None:
             return tuple(x.new_zeros(x.size(0), size) for size in sizes)
-        if self.family == "lstm":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"{owner}: hx must be a tuple (h, c), got {type(hx).__name__}")
-            states, names = tuple(hx), ("hx[0] (h)", "hx[1] (c)")
-        else:
-            states, names = (hx,), ("hx",)
-        result = []
-        for value, name, size in zip(states, names, sizes):
-            _check_state(owner, name, value, (x.size(0), size) if batched else (size,), x)
-            result.append(value if batched else value.unsqueeze(0))
-        return tuple(result)
+        shapes = [(x.size(0), size) if batched else (size,) for size in sizes]
+        states = _parse_hx(owner, self.family, hx, shapes, x)
+        return states if batched else tuple(s.unsqueeze(0) for s in states)
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"

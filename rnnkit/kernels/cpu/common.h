@@ -46,18 +46,24 @@ constexpr int kTileRows = 8;
 
 template <typename T>
 struct Packed {
-  at::Tensor buffer;  // (panels, k, NR), zero padded past column n
+  at::Tensor buffer;  // (panels, k, NR), zero padded past column n; undefined: not packed
   index_t k, n;
+  const T* raw;       // unpacked B and its strides, used when packing would not pay off
+  index_t rsb, csb;
   static constexpr int NR = 2 * Lanes<T>::count;
   index_t panels() const { return (n + NR - 1) / NR; }
   const T* panel(index_t jp) const { return buffer.data_ptr<T>() + jp * k * NR; }
 };
 
-// Pack B (k x n, element (p, j) at b[p * rsb + j * csb]).
+// Pack B (k x n, element (p, j) at b[p * rsb + j * csb]) for products with `rows` rows of
+// A in all; below kPackRows rows (a decoding step) packing costs more than it saves.
+constexpr index_t kPackRows = 128;
+
 template <typename T>
 Packed<T> pack(index_t k, index_t n, const T* b, index_t rsb, index_t csb,
-               const at::TensorOptions& opts) {
-  Packed<T> out{at::Tensor(), k, n};
+               const at::TensorOptions& opts, index_t rows = kPackRows) {
+  Packed<T> out{at::Tensor(), k, n, b, rsb, csb};
+  if (rows < kPackRows && (rsb == 1 || csb == 1)) return out;
   constexpr int NR = Packed<T>::NR;
   out.buffer = at::empty({out.panels(), k, NR}, opts);
   T* dst = out.buffer.template data_ptr<T>();
@@ -138,11 +144,44 @@ void gemm_panels(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T
   }
 }
 
+// The few-rows product on unpacked B: dot products with B's columns (csb == 1 is a row of
+// B per p instead: c_i += a_ip b_p).
+template <typename T>
+void matmul_unpacked(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b, T* c,
+                     index_t ldc, bool accumulate) {
+  for (index_t i = 0; i < m; ++i) {
+    const T* ai = a + i * rsa;
+    T* __restrict ci = c + i * ldc;
+    if (b.csb == 1) {
+      if (!accumulate) std::fill(ci, ci + b.n, T(0));
+      for (index_t p = 0; p < b.k; ++p) {
+        const T ap = ai[p * csa];
+        const T* __restrict bp = b.raw + p * b.rsb;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < b.n; ++j) ci[j] += ap * bp[j];
+      }
+      continue;
+    }
+    for (index_t j = 0; j < b.n; ++j) {
+      const T* __restrict bj = b.raw + j * b.csb;
+      T sum = 0;
+      if (csa == 1) {
+        _Pragma("omp simd reduction(+ : sum)")
+        for (index_t p = 0; p < b.k; ++p) sum += ai[p] * bj[p];
+      } else {
+        for (index_t p = 0; p < b.k; ++p) sum += ai[p * csa] * bj[p];
+      }
+      ci[j] = accumulate ? ci[j] + sum : sum;
+    }
+  }
+}
+
 // C (m x n, row stride ldc) = [C +] A B, with a(i, p) = a[i * rsa + p * csa].
 template <typename T>
 void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b, T* c,
             index_t ldc, bool accumulate = false) {
   if (m == 0 || b.n == 0) return;
+  if (!b.buffer.defined()) return matmul_unpacked(m, a, rsa, csa, b, c, ldc, accumulate);
   const index_t work = m * b.k * Packed<T>::NR;  // multiply-adds per panel
   const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
   if (b.panels() <= grain) {
@@ -158,7 +197,7 @@ void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b,
 template <typename T>
 void matmul(index_t m, index_t k, index_t n, const T* a, index_t rsa, index_t csa, const T* b,
             index_t rsb, index_t csb, T* c, index_t ldc, const at::TensorOptions& opts) {
-  matmul(m, a, rsa, csa, pack(k, n, b, rsb, csb, opts), c, ldc);
+  matmul(m, a, rsa, csa, pack(k, n, b, rsb, csb, opts, m), c, ldc);
 }
 
 // x W^T (+ bias) for all rows at once: x (rows, in), weight (out, in) -> (rows, out).
@@ -168,19 +207,16 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   at::Tensor out = bias.defined() ? bias.expand({rows, out_size}).contiguous()
                                   : at::empty({rows, out_size}, x.options());
   matmul(rows, x.data_ptr<T>(), in, 1,
-         pack(in, out_size, weight.data_ptr<T>(), 1, in, x.options()), out.data_ptr<T>(),
-         out_size, bias.defined());
+         pack(in, out_size, weight.data_ptr<T>(), 1, in, x.options(), rows),
+         out.data_ptr<T>(), out_size, bias.defined());
   return out;
 }
 
-// a^T b for a (rows, m), b (rows, n) with unit column stride: the weight gradients.
+// a^T b for a (rows, m), b (rows, n): the weight gradients, a sum over all T*B rows.
+// BLAS does these well; the tiled kernel would read a against its storage order.
 template <typename T>
 at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b) {
-  const index_t rows = a.size(0), m = a.size(1), n = b.size(1);
-  auto out = at::empty({m, n}, a.options());
-  matmul(m, rows, n, a.data_ptr<T>(), 1, a.stride(0), b.data_ptr<T>(), b.stride(0), 1,
-         out.data_ptr<T>(), n, a.options());
-  return out;
+  return a.t().mm(b);
 }
 
 // a b for a (rows, k), b (k, n) with unit column stride.

@@ -171,8 +171,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   const T* xp_d = xp.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
   // W_hh^T (all three blocks with reset_after, r|z without) and W_hn^T, packed once
-  const auto w_hh_t = pack(H, reset_after ? G : 2 * H, w_hh, 1, H, opts);
-  const auto w_hn_t = reset_after ? Packed<T>{} : pack(H, H, w_hh + 2 * H * H, 1, H, opts);
+  const auto w_hh_t = pack(H, reset_after ? G : 2 * H, w_hh, 1, H, opts, T_ * B);
+  const auto w_hn_t = reset_after ? Packed<T>{} : pack(H, H, w_hh + 2 * H * H, 1, H, opts, T_ * B);
   const T* b_hn = (reset_after && p.b_hh.defined()) ? p.b_hh.data_ptr<T>() + 2 * H : nullptr;
   const auto gates_s = slots<T>(gates, B * G, save);
   const auto extra_s = slots<T>(extra, B * H, save);
@@ -250,8 +250,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const T* gates_d = gates.data_ptr<T>();
   const T* extra_d = extra.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
-  const auto w_hh_n = pack(reset_after ? G : 2 * H, H, w_hh, H, 1, opts);
-  const auto w_hn_n = reset_after ? Packed<T>{} : pack(H, H, w_hh + 2 * H * H, H, 1, opts);
+  const auto w_hh_n = pack(reset_after ? G : 2 * H, H, w_hh, H, 1, opts, T_ * B);
+  const auto w_hn_n = reset_after ? Packed<T>{} : pack(H, H, w_hh + 2 * H * H, H, 1, opts, T_ * B);
 
   auto ones = at::ones({H}, opts);
   const T* ones_d = ones.data_ptr<T>();

@@ -218,8 +218,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   const T* xp_d = xp.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
   const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
-  const auto w_hh_t = pack(P, G, w_hh, 1, P, opts);  // W_hh^T, packed once for every step
-  const auto w_hr_t = proj ? pack(H, P, w_hr, 1, H, opts) : Packed<T>{};
+  const auto w_hh_t = pack(P, G, w_hh, 1, P, opts, T_ * B);  // W_hh^T, packed once for every step
+  const auto w_hr_t = proj ? pack(H, P, w_hr, 1, H, opts, T_ * B) : Packed<T>{};
   const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
   const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
   const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;
@@ -346,8 +346,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   const T* c_prev_d = c_prev.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
   const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
-  const auto w_hh_n = pack(G, P, w_hh, P, 1, opts);  // W_hh, packed once for every step
-  const auto w_hr_n = proj ? pack(P, H, w_hr, H, 1, opts) : Packed<T>{};
+  const auto w_hh_n = pack(G, P, w_hh, P, 1, opts, T_ * B);  // W_hh, packed once for every step
+  const auto w_hr_n = proj ? pack(P, H, w_hr, H, 1, opts, T_ * B) : Packed<T>{};
   const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
   const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
   const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;

@@ -97,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   T* h_in_d = seq.h_mask ? h_in.data_ptr<T>() : nullptr;
   const T* xp_d = xp.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
-  const auto w_hh_t = pack(H, H, w_hh, 1, H, opts);  // W_hh^T, packed once for every step
+  const auto w_hh_t = pack(H, H, w_hh, 1, H, opts, T_ * B);  // W_hh^T, packed once for every step
   const auto cand_s = slots<T>(h_cand, B * H, save);
   auto ones = at::ones({H}, opts);
   const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};
@@ -144,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   T* d_rec_d = d_rec.data_ptr<T>();
   const T* cand_d = h_cand.data_ptr<T>();
   const T* w_hh = p.w_hh.data_ptr<T>();
-  const auto w_hh_n = pack(H, H, w_hh, H, 1, opts);
+  const auto w_hh_n = pack(H, H, w_hh, H, 1, opts, T_ * B);
 
   auto ones = at::ones({H}, opts);
   const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};

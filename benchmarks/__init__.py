@@ -1,0 +1,1 @@
+"""Benchmark scripts that print tables (results go in RESULTS.md, never in test asserts)."""

@@ -320,6 +320,21 @@ register("sample", "generate text from a checkpoint", _sample_arguments, _run_sa
 register("eval", "score a text with a checkpoint", _eval_arguments, _run_eval)
 
 
+# ------------------------------------------------------------------------- bench
+def _bench_arguments(p):
+    from rnnkit.bench import add_arguments
+    add_arguments(p)
+
+
+def _run_bench(args, overrides):
+    from rnnkit.bench import run
+    return run(args)
+
+
+register("bench", "time the kernels against torch.nn (speed, decode, memory)",
+         _bench_arguments, _run_bench)
+
+
 def _predict_arguments(p):
     from rnnkit.cli_tasks import predict_arguments
     predict_arguments(p)

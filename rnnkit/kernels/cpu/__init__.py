@@ -135,19 +135,28 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     ops = torch.ops.rnnkit
     if spec.family == "lstm":
         keep_h, keep_c = keeps if keeps is not None else (None, None)
-        outputs, h_n, c_n, _ = ops.lstm_forward(
-            x, state0[0], state0[1], param_list, mask, keep_h, keep_c, h_mask, reverse,
-            save, spec.bias, spec.peephole, spec.layer_norm, spec.proj_size)
+        outputs, h_n, c_n, _ = _call(
+            ops.lstm_forward, save, x, state0[0], state0[1], param_list, mask, keep_h, keep_c,
+            h_mask, reverse, save, spec.bias, spec.peephole, spec.layer_norm, spec.proj_size)
         return outputs, (h_n, c_n)
     keep_h = keeps[0] if keeps is not None else None
     if spec.family == "gru":
-        outputs, h_n, _ = ops.gru_forward(x, state0[0], param_list, mask, keep_h, h_mask,
-                                          reverse, save, spec.bias, spec.reset_after)
+        outputs, h_n, _ = _call(ops.gru_forward, save, x, state0[0], param_list, mask, keep_h,
+                                h_mask, reverse, save, spec.bias, spec.reset_after)
     else:
-        outputs, h_n, _ = ops.rnn_forward(
-            x, state0[0], param_list, mask, keep_h, h_mask, reverse, save, spec.bias,
-            _ACTIVATION_CODES[spec.activation.name])
+        outputs, h_n, _ = _call(ops.rnn_forward, save, x, state0[0], param_list, mask, keep_h,
+                                h_mask, reverse, save, spec.bias,
+                                _ACTIVATION_CODES[spec.activation.name])
     return outputs, (h_n,)
+
+
+def _call(op, save, *args):
+    """Call ``op``; without gradients, below autograd (its Python wrapper costs ~10 us,
+    as much as a whole decoding step of a small cell)."""
+    if save or torch.compiler.is_compiling():
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
 
 
 # --- Fake (shape) implementations and autograd formulas of the C++ ops. ---

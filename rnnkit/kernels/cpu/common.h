@@ -57,7 +57,7 @@ struct Packed {
 
 // Pack B (k x n, element (p, j) at b[p * rsb + j * csb]) for products with `rows` rows of
 // A in all; below kPackRows rows (a decoding step) packing costs more than it saves.
-constexpr index_t kPackRows = 128;
+constexpr index_t kPackRows = 16;
 
 template <typename T>
 Packed<T> pack(index_t k, index_t n, const T* b, index_t rsb, index_t csb,

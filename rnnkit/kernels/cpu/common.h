@@ -84,7 +84,7 @@ Packed<T> pack(index_t k, index_t n, const T* b, index_t rsb, index_t csb,
 // ROWS rows of A times one panel, into (or added to) ROWS x cols of C.
 template <typename T, int ROWS>
 inline void gemm_tile(index_t k, const T* a, index_t rsa, index_t csa, const T* panel, T* c,
-                      index_t ldc, index_t cols, bool accumulate) {
+                      index_t ldc, index_t cols, bool accumulate, index_t rows = ROWS) {
   using V = typename Lanes<T>::vec;
   constexpr int L = Lanes<T>::count, NR = 2 * L;
   V acc0[ROWS], acc1[ROWS];
@@ -105,7 +105,7 @@ inline void gemm_tile(index_t k, const T* a, index_t rsa, index_t csa, const T* 
     }
   }
   T tile[NR];
-  for (int r = 0; r < ROWS; ++r) {
+  for (int r = 0; r < ROWS && r < rows; ++r) {
     T* cr = c + r * ldc;
     std::memcpy(tile, &acc0[r], sizeof(V));
     std::memcpy(tile + L, &acc1[r], sizeof(V));
@@ -117,29 +117,42 @@ inline void gemm_tile(index_t k, const T* a, index_t rsa, index_t csa, const T* 
   }
 }
 
+// A (m x k) copied into tiles of kTileRows rows, (tiles, k, kTileRows), zero padded: the
+// tile kernel then reads one contiguous line per p instead of kTileRows strided rows
+// (which, a power-of-two stride apart, would also collide in the cache).
 template <typename T>
-void gemm_panels(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b, T* c,
-                 index_t ldc, bool accumulate, index_t jp0, index_t jp1) {
+const T* pack_rows(index_t m, index_t k, const T* a, index_t rsa, index_t csa) {
+  thread_local std::vector<T> buffer;
+  const index_t tiles = (m + kTileRows - 1) / kTileRows;
+  buffer.resize(static_cast<size_t>(tiles * k * kTileRows));
+  for (index_t tile = 0; tile < tiles; ++tile) {
+    T* dst = buffer.data() + tile * k * kTileRows;
+    const index_t i0 = tile * kTileRows, rows = std::min<index_t>(kTileRows, m - i0);
+    if (csa == 1) {
+      for (index_t r = 0; r < kTileRows; ++r) {
+        const T* src = a + (i0 + r) * rsa;
+        for (index_t p = 0; p < k; ++p) dst[p * kTileRows + r] = r < rows ? src[p] : T(0);
+      }
+    } else {
+      for (index_t p = 0; p < k; ++p) {
+        for (index_t r = 0; r < kTileRows; ++r)
+          dst[p * kTileRows + r] = r < rows ? a[(i0 + r) * rsa + p * csa] : T(0);
+      }
+    }
+  }
+  return buffer.data();
+}
+
+template <typename T>
+void gemm_panels(index_t m, const T* a_tiles, const Packed<T>& b, T* c, index_t ldc,
+                 bool accumulate, index_t jp0, index_t jp1) {
   constexpr int NR = Packed<T>::NR;
   for (index_t jp = jp0; jp < jp1; ++jp) {
     const T* panel = b.panel(jp);
     const index_t j0 = jp * NR, cols = std::min<index_t>(NR, b.n - j0);
-    index_t i = 0;
-    for (; i + kTileRows <= m; i += kTileRows) {
-      gemm_tile<T, kTileRows>(b.k, a + i * rsa, rsa, csa, panel, c + i * ldc + j0, ldc, cols,
-                              accumulate);
-    }
-    const T* ai = a + i * rsa;
-    T* ci = c + i * ldc + j0;
-    switch (m - i) {
-      case 1: gemm_tile<T, 1>(b.k, ai, rsa, csa, panel, ci, ldc, cols, accumulate); break;
-      case 2: gemm_tile<T, 2>(b.k, ai, rsa, csa, panel, ci, ldc, cols, accumulate); break;
-      case 3: gemm_tile<T, 3>(b.k, ai, rsa, csa, panel, ci, ldc, cols, accumulate); break;
-      case 4: gemm_tile<T, 4>(b.k, ai, rsa, csa, panel, ci, ldc, cols, accumulate); break;
-      case 5: gemm_tile<T, 5>(b.k, ai, rsa, csa, panel, ci, ldc, cols, accumulate); break;
-      case 6: gemm_tile<T, 6>(b.k, ai, rsa, csa, panel, ci, ldc, cols, accumulate); break;
-      case 7: gemm_tile<T, 7>(b.k, ai, rsa, csa, panel, ci, ldc, cols, accumulate); break;
-      default: break;
+    for (index_t i = 0; i < m; i += kTileRows) {
+      gemm_tile<T, kTileRows>(b.k, a_tiles + i * b.k, 1, kTileRows, panel, c + i * ldc + j0,
+                              ldc, cols, accumulate, std::min<index_t>(kTileRows, m - i));
     }
   }
 }
@@ -184,12 +197,13 @@ void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b,
   if (!b.buffer.defined()) return matmul_unpacked(m, a, rsa, csa, b, c, ldc, accumulate);
   const index_t work = m * b.k * Packed<T>::NR;  // multiply-adds per panel
   const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
+  const T* a_tiles = pack_rows(m, b.k, a, rsa, csa);
   if (b.panels() <= grain) {
-    gemm_panels(m, a, rsa, csa, b, c, ldc, accumulate, 0, b.panels());
+    gemm_panels(m, a_tiles, b, c, ldc, accumulate, 0, b.panels());
     return;
   }
   at::parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
-    gemm_panels(m, a, rsa, csa, b, c, ldc, accumulate, begin, end);
+    gemm_panels(m, a_tiles, b, c, ldc, accumulate, begin, end);
   });
 }
 
@@ -212,11 +226,14 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   return out;
 }
 
-// a^T b for a (rows, m), b (rows, n): the weight gradients, a sum over all T*B rows.
-// BLAS does these well; the tiled kernel would read a against its storage order.
+// a^T b for a (rows, m), b (rows, n) with unit column stride: the weight gradients.
 template <typename T>
 at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b) {
-  return a.t().mm(b);
+  const index_t rows = a.size(0), m = a.size(1), n = b.size(1);
+  auto out = at::empty({m, n}, a.options());
+  matmul(m, rows, n, a.data_ptr<T>(), 1, a.stride(0), b.data_ptr<T>(), b.stride(0), 1,
+         out.data_ptr<T>(), n, a.options());
+  return out;
 }
 
 // a b for a (rows, k), b (k, n) with unit column stride.

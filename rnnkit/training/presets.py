@@ -92,10 +92,10 @@ PRESETS = {
     # pooling over time, trained on stsa.binary.train only, best epoch chosen on dev.
     "sst2": {
         "data": {"dataset": "sst2", "level": "word"},
-        "model": {"cell": "lstm", "embed_size": 300, "hidden_size": 150, "num_layers": 1,
-                  "dropout": 0.5},
-        "optim": {"optimizer": "adam", "lr": 1e-3, "clip": 5.0, "weight_decay": 0.0},
-        "train": {"epochs": 8, "batch_size": 32, "eval_batch_size": 256, "log_every": 50,
+        "model": {"cell": "lstm", "embed_size": 128, "hidden_size": 128, "num_layers": 1,
+                  "dropout": 0.3},
+        "optim": {"optimizer": "adam", "lr": 2e-3, "clip": 5.0},
+        "train": {"epochs": 6, "batch_size": 32, "eval_batch_size": 256, "log_every": 50,
                   "checkpoint_every": 0, "out": "runs/sst2"},
         "task": {"task": "classify", "bidirectional": True, "pooling": "max"},
     },

@@ -84,7 +84,7 @@ Packed<T> pack(index_t k, index_t n, const T* b, index_t rsb, index_t csb,
 // ROWS rows of A times one panel, into (or added to) ROWS x cols of C.
 template <typename T, int ROWS>
 inline void gemm_tile(index_t k, const T* a, index_t rsa, index_t csa, const T* panel, T* c,
-                      index_t ldc, index_t cols, bool accumulate, index_t rows = ROWS) {
+                      index_t ldc, index_t cols, bool accumulate) {
   using V = typename Lanes<T>::vec;
   constexpr int L = Lanes<T>::count, NR = 2 * L;
   V acc0[ROWS], acc1[ROWS];
@@ -105,7 +105,7 @@ inline void gemm_tile(index_t k, const T* a, index_t rsa, index_t csa, const T* 
     }
   }
   T tile[NR];
-  for (int r = 0; r < ROWS && r < rows; ++r) {
+  for (int r = 0; r < ROWS; ++r) {
     T* cr = c + r * ldc;
     std::memcpy(tile, &acc0[r], sizeof(V));
     std::memcpy(tile + L, &acc1[r], sizeof(V));
@@ -150,9 +150,23 @@ void gemm_panels(index_t m, const T* a_tiles, const Packed<T>& b, T* c, index_t 
   for (index_t jp = jp0; jp < jp1; ++jp) {
     const T* panel = b.panel(jp);
     const index_t j0 = jp * NR, cols = std::min<index_t>(NR, b.n - j0);
-    for (index_t i = 0; i < m; i += kTileRows) {
+    index_t i = 0;
+    for (; i + kTileRows <= m; i += kTileRows) {
       gemm_tile<T, kTileRows>(b.k, a_tiles + i * b.k, 1, kTileRows, panel, c + i * ldc + j0,
-                              ldc, cols, accumulate, std::min<index_t>(kTileRows, m - i));
+                              ldc, cols, accumulate);
+    }
+    // the last, partial tile: only its rows are computed (B = 1 would otherwise pay 8x)
+    const T* ai = a_tiles + i * b.k;
+    T* ci = c + i * ldc + j0;
+    switch (m - i) {
+      case 1: gemm_tile<T, 1>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
+      case 2: gemm_tile<T, 2>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
+      case 3: gemm_tile<T, 3>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
+      case 4: gemm_tile<T, 4>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
+      case 5: gemm_tile<T, 5>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
+      case 6: gemm_tile<T, 6>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
+      case 7: gemm_tile<T, 7>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
+      default: break;
     }
   }
 }

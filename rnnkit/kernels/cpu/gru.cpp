@@ -256,7 +256,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   auto ones = at::ones({H}, opts);
   const T* ones_d = ones.data_ptr<T>();
   const Keep<T> keep_h{seq.keep_h, ones_d, B, H};
-  const T* h_mask = seq.h_mask ? seq.h_mask : nullptr;
+  const T* h_mask = seq.h_mask;  // null: all ones
 
   for (index_t k = T_ - 1; k >= 0; --k) {
     const index_t t = seq.position(k);
@@ -280,11 +280,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     }
     // a_n = x_n + (r ⊙ h̃) W_hn^T + b_hn  =>  d(r ⊙ h̃) = d_a_n W_hn
     matmul(B, d_xp_t + 2 * H, G, 1, w_hn_n, d_rh_d, H);
-    const T* mask_row = h_mask ? h_mask : ones_d;
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
       reset_before_grad_row(d_rh_d + b * H, h_prev_d + row * H,
-                            h_mask ? mask_row + b * H : ones_d, gates_d + row * G,
+                            h_mask ? h_mask + b * H : ones_d, gates_d + row * G,
                             d_xp_t + b * G, H);
     });
     matmul(B, d_xp_t, G, 1, w_hh_n, d_rec_d, H);  // d_a_rz W_hrz

@@ -473,7 +473,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_for
   const auto x = x_in.contiguous();
   const auto p = parse_params(params, x, bias, peephole, layer_norm, proj_size);
   const auto s = check_sizes(x, p, proj_size);
-  TORCH_CHECK(h0.sizes() == at::IntArrayRef({s.B, s.P}) && c0.sizes() == at::IntArrayRef({s.B, s.H}),
+  TORCH_CHECK(h0.sizes() == at::IntArrayRef({s.B, s.P}) &&
+                  c0.sizes() == at::IntArrayRef({s.B, s.H}),
               "rnnkit lstm: h0 must be (", s.B, ", ", s.P, ") and c0 (", s.B, ", ", s.H,
               "), got ", h0.sizes(), " and ", c0.sizes());
   const auto m = prepare_optional(mask, x, {s.T, s.B}, "mask");

@@ -212,7 +212,7 @@ def load_language_model(path):
     """A checkpoint (or run directory) -> ``(model, vocab, meta, checkpoint_path)``."""
     from rnnkit.data.text import Vocab
     from rnnkit.models import build_language_model
-    from rnnkit.training.checkpoint import (CheckpointError, join_shared, load_checkpoint,
+    from rnnkit.training.checkpoint import (load_checkpoint, load_model_state,
                                             resolve_checkpoint)
 
     ckpt = resolve_checkpoint(path, prefer="best")
@@ -220,12 +220,7 @@ def load_language_model(path):
     _check_lm(ckpt, meta)
     vocab = Vocab.from_json(meta["vocab"])
     model = build_language_model(meta["model"]["config"], len(vocab), vocab.level)
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(join_shared(weights, meta["aliases"]))
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not fit its own model "
-                              f"config: {str(e).splitlines()[0]}") from None
+    load_model_state(model, tensors, meta, ckpt)
     model.eval()
     return model, vocab, meta, ckpt
 

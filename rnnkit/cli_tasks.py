@@ -141,7 +141,7 @@ def load_task_model(path):
     """A checkpoint (or run directory) -> ``(model, vocab, labels, meta, checkpoint)``."""
     from rnnkit.data.text import Vocab
     from rnnkit.models import build_task_model
-    from rnnkit.training.checkpoint import (CheckpointError, join_shared, load_checkpoint,
+    from rnnkit.training.checkpoint import (load_checkpoint, load_model_state,
                                             resolve_checkpoint)
 
     ckpt = resolve_checkpoint(path, prefer="best")
@@ -151,12 +151,7 @@ def load_task_model(path):
     labels = Vocab.from_json(meta["model"]["labels"]) if meta["model"]["labels"] else None
     model = build_task_model(meta["model"]["config"], meta["model"]["task"], len(vocab),
                              len(labels) if labels else 0)
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(join_shared(weights, meta["aliases"]))
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not fit its own model "
-                              f"config: {str(e).splitlines()[0]}") from None
+    load_model_state(model, tensors, meta, ckpt)
     return model.eval(), vocab, labels, meta, ckpt
 
 

@@ -27,7 +27,7 @@ def main(argv=None):
                    "--max-minutes", "6", "--out", str(out), *(argv or [])])
     if rc != 0:
         return rc
-    print(f"\nrnnkit demo: a sample from the best checkpoint (prime 'The '):\n", flush=True)
+    print("\nrnnkit demo: a sample from the best checkpoint (prime 'The '):\n", flush=True)
     rc = cli.main(["sample", str(out), "--prime", "The ", "--length", "400", "--seed", "1"])
     minutes = (time.monotonic() - start) / 60
     print(f"\nrnnkit demo: done in {minutes:.1f} min. Files:\n"

@@ -17,8 +17,6 @@ Backward (one step), with d_h the gradient arriving at h_t:
 """
 from __future__ import annotations
 
-import torch
-
 __all__ = ["rnn_step", "rnn_step_backward", "step", "step_backward"]
 
 

@@ -14,7 +14,6 @@ held out for validation), and ``sst2`` (``stsa.binary.{train,dev,test}``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch

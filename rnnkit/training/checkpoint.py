@@ -31,7 +31,7 @@ from safetensors.torch import save as save_safetensors
 __all__ = [
     "CheckpointError", "CheckpointManager", "FORMAT", "load_checkpoint",
     "resolve_checkpoint", "save_checkpoint", "flatten_optimizer_state",
-    "unflatten_optimizer_state", "split_shared", "join_shared",
+    "unflatten_optimizer_state", "split_shared", "join_shared", "load_model_state",
 ]
 
 FORMAT = "rnnkit-checkpoint/1"
@@ -199,6 +199,18 @@ def join_shared(tensors, aliases):
     for alias, name in aliases.items():
         full[alias] = tensors[name]
     return full
+
+
+def load_model_state(model, tensors, meta, path):
+    """Load a checkpoint's ``model.*`` tensors into ``model``; a mismatch is a
+    CheckpointError naming the checkpoint."""
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(join_shared(weights, meta["aliases"]))
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit its own model "
+                              f"config: {str(e).splitlines()[0]}") from None
+    return model
 
 
 def flatten_optimizer_state(state_dict):

@@ -6,7 +6,6 @@ import signal
 import pytest
 import torch
 
-from rnnkit.data.text import batchify
 from rnnkit.training.checkpoint import CheckpointError, CheckpointManager
 from rnnkit.training.trainer import NonFiniteLoss, Trainer, detach_state
 

@@ -270,7 +270,9 @@ def _run_sample(args, overrides):
 
 
 def _eval_arguments(p):
-    p.add_argument("checkpoint", help="a run directory or one checkpoint directory")
+    p.add_argument("checkpoint", nargs="+",
+                   help="a run directory or one checkpoint directory; several classify "
+                        "or tag runs are evaluated as one ensemble (probabilities averaged)")
     p.add_argument("--data", required=True,
                    help="a text file, or a dataset name (its test split)")
     p.add_argument("--batch-size", type=int, default=10)
@@ -293,9 +295,12 @@ def _run_eval(args, overrides):
 
     from rnnkit.cli_tasks import is_task_checkpoint, run_task_eval
 
-    if is_task_checkpoint(args.checkpoint):
+    if is_task_checkpoint(args.checkpoint[0]):
         return run_task_eval(args)
-    model, vocab, meta, ckpt = load_language_model(args.checkpoint)
+    if len(args.checkpoint) > 1:
+        raise UsageError(f"eval: several checkpoints (an ensemble) work for classify and tag "
+                         f"models only; {args.checkpoint[0]} holds a language model")
+    model, vocab, meta, ckpt = load_language_model(args.checkpoint[0])
     stream = _eval_stream(args.data, vocab)
     bptt = args.bptt or meta["config"]["train"]["bptt"]
     total = evaluate_totals(model, batchify(stream, args.batch_size), bptt)

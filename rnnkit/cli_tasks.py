@@ -155,6 +155,34 @@ def load_task_model(path):
     return model.eval(), vocab, labels, meta, ckpt
 
 
+def load_task_models(paths):
+    """Several checkpoints -> one model: the checkpoint's own model for one path, an
+    :class:`~rnnkit.models.Ensemble` of classifiers or taggers for several. Returns
+    ``(model, vocab, labels, meta, checkpoints)`` with the first member's meta."""
+    from rnnkit.cli import UsageError
+    from rnnkit.models import Ensemble
+
+    loaded = [load_task_model(path) for path in paths]
+    model, vocab, labels, meta, ckpt = loaded[0]
+    if len(loaded) == 1:
+        return model, vocab, labels, meta, [ckpt]
+    for other, other_vocab, other_labels, other_meta, other_ckpt in loaded[1:]:
+        if other_meta["model"]["kind"] != meta["model"]["kind"]:
+            raise UsageError(f"ensemble: {other_ckpt} is a {other_meta['model']['kind']} "
+                             f"model, {ckpt} a {meta['model']['kind']} model")
+        if other_vocab.tokens != vocab.tokens or (
+                (other_labels.tokens if other_labels else None)
+                != (labels.tokens if labels else None)):
+            raise UsageError(f"ensemble: {other_ckpt} and {ckpt} have different "
+                             f"vocabularies or label sets (train the members on the same "
+                             f"data with the same min_count)")
+    if meta["model"]["kind"] == "seq2seq":
+        raise UsageError("ensemble: several checkpoints work for classify and tag models "
+                         f"only; {ckpt} holds a seq2seq model")
+    return Ensemble(m for m, *_ in loaded).eval(), vocab, labels, meta, \
+        [c for *_, c in loaded]
+
+
 def _show_examples(model, corpus, config, out, count=3):
     """Print a few test predictions; for attention models save attention.png."""
     from rnnkit.data.tasks import collate
@@ -191,7 +219,7 @@ def run_task_eval(args):
     from rnnkit.data.tasks import BUILTIN_TASKS, load_builtin, load_task_file
     from rnnkit.training.task_trainer import evaluate_task
 
-    model, vocab, labels, meta, ckpt = load_task_model(args.checkpoint)
+    model, vocab, labels, meta, ckpts = load_task_models(args.checkpoint)
     task = meta["model"]["kind"]
     if not Path(args.data).exists() and args.data in BUILTIN_TASKS:
         examples = load_builtin(args.data).test
@@ -201,7 +229,8 @@ def run_task_eval(args):
     metrics = evaluate_task(model, examples, task, vocab, labels, args.batch_size or 64,
                             beam_size=getattr(args, "beam", 0) or t["beam_size"],
                             max_length=t["max_length"], length_penalty=t["length_penalty"])
-    rows = [("checkpoint", str(ckpt)), ("data", f"{args.data} ({len(examples):,} examples)")]
+    ckpt = ", ".join(map(str, ckpts))
+    rows = [("checkpoint", ckpt), ("data", f"{args.data} ({len(examples):,} examples)")]
     rows += [(k, f"{v:.4f}") for k, v in metrics.items()]
     for key, value in rows:
         print(f"{key:<11} {value}")
@@ -211,7 +240,9 @@ def run_task_eval(args):
 
 
 def predict_arguments(p):
-    p.add_argument("checkpoint", help="a run directory or one checkpoint directory")
+    p.add_argument("checkpoint", nargs="+",
+                   help="a run directory or one checkpoint directory; several classify or "
+                        "tag runs predict as one ensemble")
     p.add_argument("text", help="the input: a sentence, or a source sequence")
     p.add_argument("--beam", type=int, default=0, help="beam size (default: the run's)")
     p.add_argument("--unknown", choices=("unk", "error"), default=None,
@@ -226,7 +257,7 @@ def run_predict(args, overrides):
     from rnnkit.cli import UsageError
     from rnnkit.data.tasks import encode_tokens, tokens_of
 
-    model, vocab, labels, meta, _ = load_task_model(args.checkpoint)
+    model, vocab, labels, meta, _ = load_task_models(args.checkpoint)
     task, t = meta["model"]["kind"], meta["model"]["task"]
     tokens = tokens_of(args.text, vocab.level)
     if not tokens:

@@ -71,6 +71,18 @@ def test_classify_and_tag_from_tsv(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "cls"), "good good film"]) == 0
     assert capsys.readouterr().out.strip() == "pos"
+    # a second member (another seed, word dropout): the two evaluate as one ensemble
+    rc = main(["train", "--task", "classify", "--data", str(data), "--out",
+               str(tmp_path / "cls2"), "--epochs", "4", "--bidirectional=true", "--seed=7",
+               "--word_dropout=0.1", *SMALL])
+    assert rc == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "cls"), str(tmp_path / "cls2"), "--data",
+                 str(data)]) == 0
+    report = last_json(capsys.readouterr().out)
+    assert report["accuracy"] >= 0.8 and str(tmp_path / "cls2") in report["checkpoint"]
+    assert main(["predict", str(tmp_path / "cls"), str(tmp_path / "cls2"), "good film"]) == 0
+    assert capsys.readouterr().out.strip() == "pos"
     tags = write(tmp_path / "tags.tsv", tag_rows)
     rc = main(["train", "--task", "tag", "--data", str(tags), "--out", str(tmp_path / "tag"),
                "--epochs", "3", "--bidirectional=true", *SMALL])
@@ -79,6 +91,9 @@ def test_classify_and_tag_from_tsv(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "tag"), "the good plot"]) == 0
     assert capsys.readouterr().out.strip() == "X ADJ X"
+    assert main(["eval", str(tmp_path / "cls"), str(tmp_path / "tag"), "--data",
+                 str(data)]) == 2
+    assert "is a tag model" in capsys.readouterr().err
 
 
 def test_bad_task_input_is_a_one_line_error(tmp_path, capsys):

@@ -5,10 +5,11 @@ from rnnkit.models.language_model import CharLM, LanguageModel, WordLM, build_la
 __all__ = ["LanguageModel", "CharLM", "WordLM", "build_language_model"]
 
 from rnnkit.models.classifier import Classifier  # noqa: E402
+from rnnkit.models.ensemble import Ensemble  # noqa: E402
 from rnnkit.models.seq2seq import Seq2Seq  # noqa: E402
 from rnnkit.models.tagger import Tagger  # noqa: E402
 
-__all__ += ["Classifier", "Tagger", "Seq2Seq", "build_task_model"]
+__all__ += ["Classifier", "Tagger", "Seq2Seq", "Ensemble", "build_task_model"]
 
 
 def build_task_model(model_config, task_config, vocab_size, num_labels=0):
@@ -17,7 +18,7 @@ def build_task_model(model_config, task_config, vocab_size, num_labels=0):
     t = task_config if isinstance(task_config, dict) else vars(task_config)
     common = dict(embed_size=m["embed_size"], hidden_size=m["hidden_size"],
                   num_layers=m["num_layers"], cell=m["cell"], dropout=m["dropout"],
-                  **m["options"])
+                  word_dropout=t.get("word_dropout", 0.0), **m["options"])
     if t["task"] == "classify":
         return Classifier(vocab_size, num_labels, bidirectional=t["bidirectional"],
                           pooling=t["pooling"], mlp_size=t["mlp_size"], **common)

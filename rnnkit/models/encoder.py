@@ -2,6 +2,7 @@
 rnnkit RNN/LSTM/GRU over a padded batch, packed so padding never enters the state."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -17,6 +18,9 @@ class RecurrentEncoder(nn.Module):
         vocab_size: V (id 0 is padding). embed_size: E. hidden_size: H.
         num_layers: default 1. cell: ``'lstm' | 'gru' | 'rnn'`` (default ``'lstm'``).
         bidirectional: default False. dropout: on the embeddings and between layers.
+        word_dropout: in training, each real token is replaced by ``<unk>`` (id
+            ``unk_id``) with this probability, so the model learns what to do with words
+            it has not seen (default 0).
         **options: any rnnkit layer option (``layer_norm``, ``zoneout``, ...).
 
     ``forward(tokens (N, L), lengths (N,)) -> (outputs (N, L, D*H), state)``, outputs zero
@@ -24,8 +28,12 @@ class RecurrentEncoder(nn.Module):
     """
 
     def __init__(self, vocab_size, embed_size, hidden_size, num_layers=1, cell="lstm",
-                 bidirectional=False, dropout=0.0, **options):
+                 bidirectional=False, dropout=0.0, word_dropout=0.0, unk_id=1, **options):
         super().__init__()
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"RecurrentEncoder: word_dropout must be in [0, 1), "
+                             f"got {word_dropout!r}")
+        self.word_dropout, self.unk_id = word_dropout, unk_id
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=0)
         self.drop = nn.Dropout(dropout)
         self.rnn = make_layer(cell, embed_size, hidden_size, num_layers, batch_first=True,
@@ -34,6 +42,9 @@ class RecurrentEncoder(nn.Module):
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
     def forward(self, tokens, lengths):
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
+            tokens = tokens.masked_fill(drop & (tokens != 0), self.unk_id)
         embedded = self.drop(self.embedding(tokens))  # (N, L, E)
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)

@@ -55,6 +55,7 @@ class Seq2Seq(nn.Module):
         reverse_source: reverse the source sequences (default False).
         teacher_forcing: probability of feeding the gold previous token (default 1.0).
         dropout: on embeddings and before the output layer (default 0.0).
+        word_dropout: source tokens -> <unk> with this probability in training.
         **options: any rnnkit layer option, for encoder and decoder.
     """
 
@@ -64,7 +65,7 @@ class Seq2Seq(nn.Module):
     def __init__(self, vocab_size, embed_size=64, hidden_size=128, num_layers=1,
                  cell="lstm", bidirectional=False, attention=None, hard_attention=False,
                  input_feeding=False, peeky=False, reverse_source=False,
-                 teacher_forcing=1.0, dropout=0.0, **options):
+                 teacher_forcing=1.0, dropout=0.0, word_dropout=0.0, **options):
         super().__init__()
         if attention is not None and attention not in SCORES:
             raise ValueError(f"Seq2Seq: attention must be None or one of {SCORES}, "
@@ -79,7 +80,8 @@ class Seq2Seq(nn.Module):
         self.peeky, self.input_feeding = peeky, input_feeding
         self.reverse_source, self.teacher_forcing = reverse_source, teacher_forcing
         self.encoder = RecurrentEncoder(vocab_size, embed_size, hidden_size, num_layers,
-                                        cell, bidirectional, dropout, **options)
+                                        cell, bidirectional, dropout,
+                                        word_dropout=word_dropout, **options)
         self.bridge = nn.Linear(2 * hidden_size, hidden_size) if bidirectional else None
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=self.PAD)
         decoder_input = embed_size + hidden_size * (int(input_feeding) + int(peeky))

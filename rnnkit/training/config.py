@@ -102,6 +102,7 @@ class TaskConfig:
     length_penalty: float = 1.0
     max_length: int = 0        # seq2seq decoding limit; 0 = longest target + 5
     min_count: int = 1         # tokens seen fewer times map to <unk>
+    word_dropout: float = 0.0  # training: each source token -> <unk> with this probability
     unknown: str = "unk"       # predict: unknown symbols -> "unk" | "error"
 
 
@@ -133,9 +134,10 @@ class Config:
                     "task.min_count"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: must be >= 1, got {_get(self, key)}")
-        if not 0.0 <= self.model.dropout < 1.0:
-            raise ConfigError(f"config key model.dropout: must be in [0, 1), "
-                              f"got {self.model.dropout}")
+        for key in ("model.dropout", "task.word_dropout"):
+            if not 0.0 <= _get(self, key) < 1.0:
+                raise ConfigError(f"config key {key}: must be in [0, 1), "
+                                  f"got {_get(self, key)}")
         if self.optim.lr <= 0:
             raise ConfigError(f"config key optim.lr: must be > 0, got {self.optim.lr}")
         if self.model.tie_weights and self.model.embed_size != self.model.hidden_size:

@@ -21,7 +21,8 @@ def build_task_model(model_config, task_config, vocab_size, num_labels=0):
                   word_dropout=t.get("word_dropout", 0.0), **m["options"])
     if t["task"] == "classify":
         return Classifier(vocab_size, num_labels, bidirectional=t["bidirectional"],
-                          pooling=t["pooling"], mlp_size=t["mlp_size"], **common)
+                          pooling=t["pooling"], mlp_size=t["mlp_size"],
+                          lm_weight=t.get("lm_weight", 0.0), **common)
     if t["task"] == "tag":
         return Tagger(vocab_size, num_labels, bidirectional=t["bidirectional"], **common)
     if t["task"] == "seq2seq":

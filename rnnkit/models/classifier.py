@@ -24,6 +24,12 @@ class Classifier(nn.Module):
             ``'attention'`` (a learned query attends over the outputs; the weights are
             kept in ``last_attention``). Default ``'max'``.
         mlp_size: hidden width of the head; 0 = a single linear layer (default 0).
+        lm_weight: > 0 adds, in training, this times a language-model loss on the same
+            sentences (Rei 2017; in the spirit of Dai & Le 2015): the forward direction's
+            output at t predicts token t+1, the backward direction's predicts token t-1,
+            each through its own linear decoder. It makes the encoder model the text
+            itself, not only the few bits of the label (default 0 = off). Validation and
+            test losses are the classification loss alone.
 
     ``forward(source (N, L), source_lengths (N,)) -> logits (N, C)``.
     """
@@ -32,10 +38,12 @@ class Classifier(nn.Module):
 
     def __init__(self, vocab_size, num_classes, embed_size=128, hidden_size=128,
                  num_layers=1, cell="lstm", bidirectional=True, pooling="max",
-                 mlp_size=0, dropout=0.0, **options):
+                 mlp_size=0, dropout=0.0, lm_weight=0.0, **options):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"Classifier: pooling must be one of {POOLINGS}, got {pooling!r}")
+        if not lm_weight >= 0:
+            raise ValueError(f"Classifier: lm_weight must be >= 0, got {lm_weight!r}")
         self.pooling = pooling
         self.encoder = RecurrentEncoder(vocab_size, embed_size, hidden_size, num_layers,
                                         cell, bidirectional, dropout, **options)
@@ -50,9 +58,16 @@ class Classifier(nn.Module):
         else:
             self.head = nn.Linear(features, num_classes)
         self.last_attention = None
+        self.lm_weight = lm_weight
+        if lm_weight > 0:
+            directions = 2 if bidirectional else 1
+            self.lm_heads = nn.ModuleList(nn.Linear(hidden_size, vocab_size)
+                                          for _ in range(directions))
 
     def forward(self, source, source_lengths):
-        outputs, state = self.encoder(source, source_lengths)  # (N, L, D*H)
+        return self._classify(source, source_lengths, *self.encoder(source, source_lengths))
+
+    def _classify(self, source, source_lengths, outputs, state):
         mask = torch.arange(source.size(1), device=source.device) < source_lengths[:, None]
         if self.pooling == "last":
             h_n = state[0] if isinstance(state, tuple) else state  # (layers*D, N, H)
@@ -68,8 +83,32 @@ class Classifier(nn.Module):
         return self.head(self.drop(pooled))
 
     def loss(self, batch):
-        """Mean cross-entropy (nats) of the batch's labels."""
-        return F.cross_entropy(self(batch["source"], batch["source_lengths"]), batch["labels"])
+        """Mean cross-entropy (nats) of the batch's labels (in training, plus
+        ``lm_weight`` times the language-model loss)."""
+        source, lengths = batch["source"], batch["source_lengths"]
+        outputs, state = self.encoder(source, lengths)
+        loss = F.cross_entropy(self._classify(source, lengths, outputs, state), batch["labels"])
+        if self.training and self.lm_weight > 0:
+            loss = loss + self.lm_weight * self.lm_loss(source, outputs)
+        return loss
+
+    def lm_loss(self, source, outputs):
+        """Mean cross-entropy (nats per predicted token) of the next token from the forward
+        outputs and of the previous token from the backward outputs."""
+        hidden = outputs.size(-1) // len(self.lm_heads)
+        forward_targets = source[:, 1:].masked_fill(source[:, 1:] == 0, -100)
+        logits = self.lm_heads[0](self.drop(outputs[:, :-1, :hidden]))
+        total = F.cross_entropy(logits.flatten(0, 1), forward_targets.flatten(),
+                                ignore_index=-100, reduction="sum")
+        count = (forward_targets != -100).sum()
+        if len(self.lm_heads) == 2:
+            backward_targets = source[:, :-1]  # never padding: padding only follows
+            logits = self.lm_heads[1](self.drop(outputs[:, 1:, hidden:]))
+            keep = source[:, 1:] != 0          # the position itself is a real token
+            total = total + F.cross_entropy(logits[keep], backward_targets[keep],
+                                            reduction="sum")
+            count = count + keep.sum()
+        return total / count.clamp(min=1)
 
     @torch.no_grad()
     def predict(self, batch):

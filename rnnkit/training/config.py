@@ -103,6 +103,7 @@ class TaskConfig:
     max_length: int = 0        # seq2seq decoding limit; 0 = longest target + 5
     min_count: int = 1         # tokens seen fewer times map to <unk>
     word_dropout: float = 0.0  # training: each source token -> <unk> with this probability
+    lm_weight: float = 0.0     # classify: weight of the auxiliary language-model loss
     unknown: str = "unk"       # predict: unknown symbols -> "unk" | "error"
 
 
@@ -138,6 +139,9 @@ class Config:
             if not 0.0 <= _get(self, key) < 1.0:
                 raise ConfigError(f"config key {key}: must be in [0, 1), "
                                   f"got {_get(self, key)}")
+        if not self.task.lm_weight >= 0:
+            raise ConfigError(f"config key task.lm_weight: must be >= 0, "
+                              f"got {self.task.lm_weight}")
         if self.optim.lr <= 0:
             raise ConfigError(f"config key optim.lr: must be > 0, got {self.optim.lr}")
         if self.model.tie_weights and self.model.embed_size != self.model.hidden_size:

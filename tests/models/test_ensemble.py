@@ -88,3 +88,33 @@ def test_word_dropout_bad_values_name_the_argument():
         RecurrentEncoder(10, 4, 5, word_dropout=1.0)
     with pytest.raises(ConfigError, match=r"task.word_dropout: must be in \[0, 1\), got -0.1"):
         apply_overrides(Config(), {"word_dropout": "-0.1"}).validate()
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_classifier_lm_loss_matches_a_hand_computation(bidirectional):
+    torch.manual_seed(4)
+    model = Classifier(20, 3, embed_size=8, hidden_size=6, bidirectional=bidirectional,
+                       lm_weight=0.5)
+    batch = batch_of(seed=4)
+    source, lengths = batch["source"], batch["source_lengths"]
+    outputs, _ = model.encoder(source, lengths)
+    terms = []
+    for i in range(source.size(0)):
+        n = int(lengths[i])
+        for t in range(n):
+            if t + 1 < n:  # forward direction at t predicts token t+1
+                logits = model.lm_heads[0](outputs[i, t, :6])
+                terms.append(F.cross_entropy(logits[None], source[i, t + 1][None]))
+            if bidirectional and t >= 1:  # backward direction at t predicts token t-1
+                logits = model.lm_heads[1](outputs[i, t, 6:])
+                terms.append(F.cross_entropy(logits[None], source[i, t - 1][None]))
+    expected = torch.stack(terms).mean()
+    torch.testing.assert_close(model.lm_loss(source, outputs), expected)
+    classification = F.cross_entropy(model(source, lengths), batch["labels"])
+    torch.testing.assert_close(model.train().loss(batch), classification + 0.5 * expected)
+    torch.testing.assert_close(model.eval().loss(batch), classification)
+
+
+def test_classifier_lm_weight_must_not_be_negative():
+    with pytest.raises(ValueError, match="lm_weight must be >= 0, got -1"):
+        Classifier(20, 3, lm_weight=-1)

@@ -130,7 +130,7 @@ def test_inference_saves_nothing():
     with torch.no_grad():
         outputs, _ = cpu.run(spec, x, state0, params)
     _, _, _, saved = torch.ops.rnnkit.lstm_forward(
-        x.detach(), state0[0].detach(), state0[1].detach(), list(params.values()), None,
+        x.detach(), state0[0].detach(), state0[1].detach(), list(params.values()), [], None,
         None, None, None, False, False, True, False, False, 0)
     assert saved == []
     torch.testing.assert_close(outputs, reference.run(spec, x, state0, params)[0])
@@ -149,43 +149,54 @@ def _op_cases():
     ]
 
 
-def _op_args(spec, save=True, masks=False, seq_len=3, batch=2):
+def _op_args(spec, save=True, masks=False, seq_len=3, batch=2, packed=False):
     params = random_params(spec)
     x, state0 = random_inputs(spec, seq_len, batch)
     param_list = list(params.values())
+    packed_list = cpu._packed_list(spec, param_list, backward=False) if packed else []
     T, B = seq_len, batch
     mask = torch.ones(T, B, dtype=x.dtype) if masks else None
     keeps = [torch.full((T, B, s), 0.8, dtype=x.dtype) if masks else None
              for s in spec.state_sizes]
     h_mask = torch.full((B, spec.output_size), 1.25, dtype=x.dtype) if masks else None
     if spec.family == "lstm":
-        return (x, *state0, param_list, mask, *keeps, h_mask, False, save, spec.bias,
-                spec.peephole, spec.layer_norm, spec.proj_size)
+        return (x, *state0, param_list, packed_list, mask, *keeps, h_mask, False, save,
+                spec.bias, spec.peephole, spec.layer_norm, spec.proj_size)
     flag = spec.reset_after if spec.family == "gru" else 1
-    return (x, *state0, param_list, mask, keeps[0], h_mask, True, save, spec.bias, flag)
+    return (x, *state0, param_list, packed_list, mask, keeps[0], h_mask, True, save, spec.bias,
+            flag)
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed"])
 @pytest.mark.parametrize("masks", [False, True], ids=["plain", "masks"])
 @pytest.mark.parametrize("index", range(len(_op_cases())))
-def test_opcheck_forward(index, masks):
+def test_opcheck_forward(index, masks, packed):
     family, spec = _op_cases()[index]
     op = getattr(torch.ops.rnnkit, f"{family}_forward")
-    torch.library.opcheck(op, _op_args(spec, masks=masks))
+    torch.library.opcheck(op, _op_args(spec, masks=masks, packed=packed))
 
 
+def test_opcheck_pack_weight():
+    w = torch.randn(7, 5, dtype=torch.float32)
+    for transpose in (False, True):
+        torch.library.opcheck(torch.ops.rnnkit.pack_weight, (w, transpose))
+
+
+@pytest.mark.parametrize("grads", ["all", "outputs-only"])
 @pytest.mark.parametrize("index", range(len(_op_cases())))
-def test_opcheck_backward(index):
+def test_opcheck_backward(index, grads):
     family, spec = _op_cases()[index]
-    args = [a.detach() if torch.is_tensor(a) else a for a in _op_args(spec)]
+    args = [a.detach() if torch.is_tensor(a) else a for a in _op_args(spec, masks=True)]
     args = [[p.detach() for p in a] if isinstance(a, list) else a for a in args]
     state_count = len(spec.state_sizes)
     forward = getattr(torch.ops.rnnkit, f"{family}_forward")
     outputs, *final, saved = forward(*args)
-    x, params = args[0], args[1 + state_count]
-    options = args[2 + state_count:]
+    x, h0, params = args[0], args[1], args[1 + state_count]
+    options = args[3 + state_count:]
     flag_count = 4 if family == "lstm" else 2
-    backward_args = (torch.randn_like(outputs), *(torch.randn_like(s) for s in final), x,
-                     params, saved, *options[:-flag_count - 1], *options[-flag_count:])
+    d_final = [torch.randn_like(s) if grads == "all" else None for s in final]
+    backward_args = (torch.randn_like(outputs), *d_final, x, h0, outputs, params, [], saved,
+                     *options[:-flag_count - 1], *options[-flag_count:])
     op = getattr(torch.ops.rnnkit, f"{family}_backward")
     torch.library.opcheck(op, backward_args)
 

@@ -26,6 +26,7 @@ import hashlib
 import os
 import pathlib
 import platform
+import weakref
 
 import torch
 
@@ -33,7 +34,8 @@ from rnnkit.cells.base import ACTIVATIONS
 from rnnkit.kernels import bptt
 from rnnkit.kernels.common import keep_coefficients, length_mask
 
-__all__ = ["unavailable_reason", "supports", "run", "load", "build_directory"]
+__all__ = ["unavailable_reason", "supports", "run", "load", "build_directory",
+           "clear_packed_cache"]
 
 _HERE = pathlib.Path(__file__).resolve().parent
 _SOURCES = ("ops.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp")
@@ -107,6 +109,75 @@ def supports(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
+# --- Packed weights, cached across calls. ---
+#
+# Every product with a weight runs on a copy packed into column panels
+# (``rnnkit::pack_weight``). A sequence packs once and reuses it for all of its steps; a
+# decoding step (T = 1) would pack for one product, so packed weights are cached per
+# parameter tensor, keyed on its identity, ``_version`` and data pointer: any in-place
+# update through autograd-visible ops (an optimizer step, ``load_state_dict``, ``copy_``
+# under no_grad, ``nn.init``) bumps ``_version`` and the next call repacks. Writes through
+# ``.data`` are invisible to ``_version``: after them call :func:`clear_packed_cache`.
+# The cache is used for leaf tensors (parameters) when the pack pays off: always without
+# gradients, and for single steps with them (a sequence packs once per call anyway, and a
+# training step changes the weights every time).
+
+_PACKED = {}  # id(weight) -> [weakref, _version, data_ptr, {(transpose, start, stop): packed}]
+
+
+def clear_packed_cache():
+    """Forget every cached packed weight (needed only after writes through ``.data``)."""
+    _PACKED.clear()
+
+
+def _forget(key, ref):
+    entry = _PACKED.get(key)
+    if entry is not None and entry[0] is ref:
+        del _PACKED[key]
+
+
+def _packed(weight, transpose, start=None, stop=None):
+    """``pack_weight(weight[start:stop], transpose)``, cached while the weight is unchanged."""
+    key = id(weight)
+    entry = _PACKED.get(key)
+    version, pointer = weight._version, weight.data_ptr()
+    if entry is None or entry[0]() is not weight or entry[1] != version or entry[2] != pointer:
+        entry = [weakref.ref(weight, functools.partial(_forget, key)), version, pointer, {}]
+        _PACKED[key] = entry
+    packs = entry[3]
+    slot = (transpose, start, stop)
+    packed = packs.get(slot)
+    if packed is None:
+        with torch.no_grad():
+            w = weight.detach()
+            if start is not None:
+                w = w[start:stop]
+            packed = _OPS["pack_weight"](w, transpose)
+        packs[slot] = packed
+    return packed
+
+
+def _packed_list(spec, params, backward):
+    """The packed weights of one op call, in the order the C++ op takes them."""
+    w_ih, w_hh = params[0], params[1]
+    transpose = not backward
+    first = [_packed(w_hh, False), _packed(w_ih, False)] if backward else \
+        [_packed(w_ih, True), _packed(w_hh, True)]
+    if spec.family == "lstm":
+        if spec.proj_size > 0:
+            first.append(_packed(params[4 if spec.bias else 2], transpose))
+        return first
+    if spec.family == "gru" and not spec.reset_after:
+        H = w_hh.size(1)
+        first[0 if backward else 1] = _packed(w_hh, transpose, 0, 2 * H)
+        first.append(_packed(w_hh, transpose, 2 * H, 3 * H))
+    return first
+
+
+def _cacheable(params):
+    return all(p.is_leaf for p in params) and not torch.compiler.is_compiling()
+
+
 def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         zoneout=None):
     """Run ``spec``'s cell over ``x`` (T, B, H_in); returns ``(outputs, final_state)``.
@@ -114,38 +185,48 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     Same arguments and results as :func:`rnnkit.kernels.bptt.run`; a user-given
     activation (not tanh/relu/sigmoid by name) is run by the bptt kernel instead.
     """
-    if spec.family == "rnn" and ACTIVATIONS.get(spec.activation.name) is not spec.activation:
+    family = spec.family
+    if family == "rnn" and ACTIVATIONS.get(spec.activation.name) is not spec.activation:
         return bptt.run(spec, x, state0, params, reverse=reverse, lengths=lengths,
                         h_mask=h_mask, zoneout=zoneout)
-    if not torch.compiler.is_compiling():  # under torch.compile the ops are loaded already
+    compiling = torch.compiler.is_compiling()
+    if not _OPS and not compiling:  # under torch.compile the ops are loaded already
         load()
     seq_len, batch = x.size(0), x.size(1)
     param_list = [params[name] for name in spec.param_names()]
-    mask = length_mask(lengths, seq_len, x)  # (T, B, 1) or None
-    keeps = keep_coefficients(mask, zoneout, len(spec.state_sizes))
-    if keeps is not None:
+    mask = keeps = None
+    if lengths is not None:
+        mask = length_mask(lengths, seq_len, x)  # (T, B, 1)
+    if zoneout is not None:  # k = m (1 - z); without zoneout the kernel takes k = m itself
         keeps = [torch.as_tensor(k, dtype=x.dtype).expand(seq_len, batch, size).contiguous()
-                 for k, size in zip(keeps, spec.state_sizes)]
+                 for k, size in zip(keep_coefficients(mask, zoneout, len(spec.state_sizes)),
+                                    spec.state_sizes)]
     if mask is not None:
         mask = mask.view(seq_len, batch)
     if h_mask is not None:
         h_mask = h_mask.to(x.dtype).expand(batch, spec.output_size).contiguous()
-    save = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (x, *state0, *param_list))
+    save = torch.is_grad_enabled() and (
+        x.requires_grad or any(t.requires_grad for t in state0)
+        or any(t.requires_grad for t in param_list))
+    packed = []
+    if (not save or seq_len == 1) and not compiling and _cacheable(param_list):
+        packed = _packed_list(spec, param_list, backward=False)
     ops = torch.ops.rnnkit
-    if spec.family == "lstm":
+    if family == "lstm":
         keep_h, keep_c = keeps if keeps is not None else (None, None)
         outputs, h_n, c_n, _ = _call(
-            ops.lstm_forward, save, x, state0[0], state0[1], param_list, mask, keep_h, keep_c,
-            h_mask, reverse, save, spec.bias, spec.peephole, spec.layer_norm, spec.proj_size)
+            ops.lstm_forward.default, save, x, state0[0], state0[1], param_list, packed, mask,
+            keep_h, keep_c, h_mask, reverse, save, spec.bias, spec.peephole, spec.layer_norm,
+            spec.proj_size)
         return outputs, (h_n, c_n)
     keep_h = keeps[0] if keeps is not None else None
-    if spec.family == "gru":
-        outputs, h_n, _ = _call(ops.gru_forward, save, x, state0[0], param_list, mask, keep_h,
-                                h_mask, reverse, save, spec.bias, spec.reset_after)
+    if family == "gru":
+        outputs, h_n, _ = _call(ops.gru_forward.default, save, x, state0[0], param_list, packed,
+                                mask, keep_h, h_mask, reverse, save, spec.bias,
+                                spec.reset_after)
     else:
-        outputs, h_n, _ = _call(ops.rnn_forward, save, x, state0[0], param_list, mask, keep_h,
-                                h_mask, reverse, save, spec.bias,
+        outputs, h_n, _ = _call(ops.rnn_forward.default, save, x, state0[0], param_list,
+                                packed, mask, keep_h, h_mask, reverse, save, spec.bias,
                                 _ACTIVATION_CODES[spec.activation.name])
     return outputs, (h_n,)
 
@@ -163,15 +244,15 @@ def _call(op, save, *args):
 
 def _lstm_saved_shapes(x, h0, c0, layer_norm, proj_size):
     T, B, H = x.size(0), x.size(1), c0.size(1)
-    shapes = [(T, B, h0.size(1)), (T, B, H), (T, B, 4 * H), (T, B, H)]
+    shapes = [(T, B, H), (T, B, 4 * H)]
+    if layer_norm:
+        shapes += [(T, B), (T, B, 4 * H), (T, B)]
     if proj_size > 0:
         shapes.append((T, B, H))
-    if layer_norm:
-        shapes += [(T, B, 4 * H), (T, B), (T, B, 4 * H), (T, B), (T, B, H), (T, B)]
     return shapes
 
 
-def _lstm_forward_fake(x, h0, c0, params, mask, keep_h, keep_c, h_mask, reverse, save,
+def _lstm_forward_fake(x, h0, c0, params, packed, mask, keep_h, keep_c, h_mask, reverse, save,
                        bias, peephole, layer_norm, proj_size):
     T, B = x.size(0), x.size(1)
     saved = ([x.new_empty(s) for s in _lstm_saved_shapes(x, h0, c0, layer_norm, proj_size)]
@@ -180,67 +261,88 @@ def _lstm_forward_fake(x, h0, c0, params, mask, keep_h, keep_c, h_mask, reverse,
             saved)
 
 
-def _gru_forward_fake(x, h0, params, mask, keep_h, h_mask, reverse, save, bias,
+def _gru_forward_fake(x, h0, params, packed, mask, keep_h, h_mask, reverse, save, bias,
                       reset_after):
     T, B, H = x.size(0), x.size(1), h0.size(1)
-    saved = [x.new_empty(T, B, H), x.new_empty(T, B, 3 * H), x.new_empty(T, B, H)] \
-        if save else []
+    saved = [x.new_empty(T, B, 3 * H), x.new_empty(T, B, H)] if save else []
     return x.new_empty(T, B, H), h0.new_empty(h0.shape), saved
 
 
-def _rnn_forward_fake(x, h0, params, mask, keep_h, h_mask, reverse, save, bias,
+def _rnn_forward_fake(x, h0, params, packed, mask, keep_h, h_mask, reverse, save, bias,
                       activation):
     T, B, H = x.size(0), x.size(1), h0.size(1)
-    saved = [x.new_empty(T, B, H), x.new_empty(T, B, H)] if save else []
+    saved = [x.new_empty(T, B, H)] if save and keep_h is not None else []
     return x.new_empty(T, B, H), h0.new_empty(h0.shape), saved
 
 
-def _lstm_backward_fake(d_output, d_h_n, d_c_n, x, params, saved, *flags):
-    return (x.new_empty(x.shape), d_h_n.new_empty(d_h_n.shape),
-            d_c_n.new_empty(d_c_n.shape), [p.new_empty(p.shape) for p in params])
+def _pack_weight_fake(w, transpose):
+    nr = 32 if w.dtype == torch.float32 else 16
+    k, n = (w.size(1), w.size(0)) if transpose else (w.size(0), w.size(1))
+    return w.new_empty((n + nr - 1) // nr, k, nr)
 
 
-def _single_state_backward_fake(d_output, d_h_n, x, params, saved, *flags):
-    return (x.new_empty(x.shape), d_h_n.new_empty(d_h_n.shape),
+def _lstm_backward_fake(d_output, d_h_n, d_c_n, x, h0, output, params, *rest):
+    B, H = h0.size(0), params[1].size(0) // 4
+    return (x.new_empty(x.shape), h0.new_empty(h0.shape), x.new_empty(B, H),
+            [p.new_empty(p.shape) for p in params])
+
+
+def _single_state_backward_fake(d_output, d_h_n, x, h0, output, params, *rest):
+    return (x.new_empty(x.shape), h0.new_empty(h0.shape),
             [p.new_empty(p.shape) for p in params])
 
 
 def _setup_context(state_count):
-    """setup_context for a forward op whose inputs start (x, *state0, params, ...)."""
+    """setup_context for a forward op whose inputs start (x, *state0, params, packed, ...)."""
     def setup_context(ctx, inputs, output):
         x, params = inputs[0], inputs[1 + state_count]
-        ctx.options = inputs[2 + state_count:]  # mask, keeps, h_mask, reverse, save, flags
+        ctx.packed_count = len(inputs[2 + state_count])  # > 0: packed weights from the cache
+        ctx.options = inputs[3 + state_count:]  # mask, keeps, h_mask, reverse, save, flags
         ctx.param_count = len(params)
-        saved = output[-1]
-        ctx.save_for_backward(x, *params, *saved)
-        ctx.state_shapes = [s.shape for s in inputs[1:1 + state_count]]
+        ctx.save_for_backward(x, inputs[1], output[0], *params, *output[-1])
+        ctx.set_materialize_grads(False)  # no zero tensors for the saved outputs' gradients
     return setup_context
 
 
-def _backward(op_name, state_count):
+def _backward(op_name, state_count, spec_of):
     """Autograd formula: call the backward op with the forward's saved tensors."""
     def backward(ctx, d_output, *grads):
         d_states = grads[:state_count]
-        x, *rest = ctx.saved_tensors
+        x, h0, output, *rest = ctx.saved_tensors
         params, saved = rest[:ctx.param_count], rest[ctx.param_count:]
-        if not saved:
+        *tensors_opts, reverse, save = ctx.options[:-_FLAG_COUNT[op_name]]
+        flags = ctx.options[-_FLAG_COUNT[op_name]:]
+        if not save:
             raise RuntimeError(f"rnnkit.{op_name}: backward called but the forward ran with "
                                "save=False")
-        if d_output is None:
-            d_output = x.new_zeros(x.size(0), x.size(1), ctx.state_shapes[0][1])
-        d_states = [x.new_zeros(shape) if d is None else d
-                    for d, shape in zip(d_states, ctx.state_shapes)]
-        *tensors_opts, reverse, _save = ctx.options[:-_FLAG_COUNT[op_name]]
-        flags = ctx.options[-_FLAG_COUNT[op_name]:]
-        op = getattr(torch.ops.rnnkit, op_name.replace("forward", "backward"))
-        d_x, *d_state0, d_params = op(d_output, *d_states, x, list(params), list(saved),
-                                      *tensors_opts, reverse, *flags)
-        none_count = len(ctx.options)
-        return (d_x, *d_state0, list(d_params), *([None] * none_count))
+        packed = []
+        if ctx.packed_count and _cacheable(params):
+            packed = _packed_list(spec_of(flags), params, backward=True)
+        op = getattr(torch.ops.rnnkit, op_name.replace("forward", "backward")).default
+        d_x, *d_state0, d_params = op(d_output, *d_states, x, h0, output, list(params),
+                                      packed, list(saved), *tensors_opts, reverse, *flags)
+        return (d_x, *d_state0, list(d_params), [None] * ctx.packed_count,
+                *([None] * len(ctx.options)))
     return backward
 
 
 _FLAG_COUNT = {"lstm_forward": 4, "gru_forward": 2, "rnn_forward": 2}
+
+
+class _Flags:
+    """The parts of a CellSpec that _packed_list reads, rebuilt from an op's flags."""
+
+    def __init__(self, family, bias, proj_size=0, reset_after=True):
+        self.family, self.bias = family, bias
+        self.proj_size, self.reset_after = proj_size, reset_after
+
+
+_SPEC_OF = {
+    "lstm_forward": lambda flags: _Flags("lstm", flags[0], proj_size=flags[3]),
+    "gru_forward": lambda flags: _Flags("gru", flags[0], reset_after=flags[1]),
+    "rnn_forward": lambda flags: _Flags("rnn", flags[0]),
+}
+_OPS = {}
 
 
 @functools.lru_cache(maxsize=None)
@@ -250,10 +352,12 @@ def _register_python_side():
         "lstm_forward": _lstm_forward_fake, "gru_forward": _gru_forward_fake,
         "rnn_forward": _rnn_forward_fake, "lstm_backward": _lstm_backward_fake,
         "gru_backward": _single_state_backward_fake,
-        "rnn_backward": _single_state_backward_fake,
+        "rnn_backward": _single_state_backward_fake, "pack_weight": _pack_weight_fake,
     }
     for name, fake in fakes.items():
         torch.library.register_fake(f"rnnkit::{name}", fake)
     for name, state_count in (("lstm_forward", 2), ("gru_forward", 1), ("rnn_forward", 1)):
-        torch.library.register_autograd(f"rnnkit::{name}", _backward(name, state_count),
+        torch.library.register_autograd(f"rnnkit::{name}",
+                                        _backward(name, state_count, _SPEC_OF[name]),
                                         setup_context=_setup_context(state_count))
+    _OPS["pack_weight"] = torch.ops.rnnkit.pack_weight.default

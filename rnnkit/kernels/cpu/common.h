@@ -56,7 +56,8 @@ struct Packed {
 };
 
 // Pack B (k x n, element (p, j) at b[p * rsb + j * csb]) for products with `rows` rows of
-// A in all; below kPackRows rows (a decoding step) packing costs more than it saves.
+// A in all; below kPackRows rows (a decoding step) packing costs more than it saves, unless
+// the packed weights are cached across calls (rnnkit::pack_weight, see packed_or_pack).
 constexpr index_t kPackRows = 16;
 
 template <typename T>
@@ -143,30 +144,46 @@ const T* pack_rows(index_t m, index_t k, const T* a, index_t rsa, index_t csa) {
   return buffer.data();
 }
 
+// ROWS (1..kTileRows) rows of A times one panel; a(r, p) = a[r * rsa + p * csa].
 template <typename T>
-void gemm_panels(index_t m, const T* a_tiles, const Packed<T>& b, T* c, index_t ldc,
-                 bool accumulate, index_t jp0, index_t jp1) {
+inline void gemm_rows(index_t rows, index_t k, const T* a, index_t rsa, index_t csa,
+                      const T* panel, T* c, index_t ldc, index_t cols, bool accumulate) {
+  switch (rows) {
+    case 1: gemm_tile<T, 1>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    case 2: gemm_tile<T, 2>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    case 3: gemm_tile<T, 3>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    case 4: gemm_tile<T, 4>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    case 5: gemm_tile<T, 5>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    case 6: gemm_tile<T, 6>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    case 7: gemm_tile<T, 7>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    case 8: gemm_tile<T, 8>(k, a, rsa, csa, panel, c, ldc, cols, accumulate); break;
+    default: break;
+  }
+}
+
+// Panels [jp0, jp1) of C = [C +] A B. With a_tiles (pack_rows) A is read tile by tile;
+// without (fewer than kTileRows rows, a decoding step), straight from a with its strides.
+template <typename T>
+void gemm_panels(index_t m, const T* a_tiles, const T* a, index_t rsa, index_t csa,
+                 const Packed<T>& b, T* c, index_t ldc, bool accumulate, index_t jp0,
+                 index_t jp1) {
   constexpr int NR = Packed<T>::NR;
   for (index_t jp = jp0; jp < jp1; ++jp) {
     const T* panel = b.panel(jp);
     const index_t j0 = jp * NR, cols = std::min<index_t>(NR, b.n - j0);
+    if (!a_tiles) {
+      gemm_rows(m, b.k, a, rsa, csa, panel, c + j0, ldc, cols, accumulate);
+      continue;
+    }
     index_t i = 0;
     for (; i + kTileRows <= m; i += kTileRows) {
       gemm_tile<T, kTileRows>(b.k, a_tiles + i * b.k, 1, kTileRows, panel, c + i * ldc + j0,
                               ldc, cols, accumulate);
     }
     // the last, partial tile: only its rows are computed (B = 1 would otherwise pay 8x)
-    const T* ai = a_tiles + i * b.k;
-    T* ci = c + i * ldc + j0;
-    switch (m - i) {
-      case 1: gemm_tile<T, 1>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
-      case 2: gemm_tile<T, 2>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
-      case 3: gemm_tile<T, 3>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
-      case 4: gemm_tile<T, 4>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
-      case 5: gemm_tile<T, 5>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
-      case 6: gemm_tile<T, 6>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
-      case 7: gemm_tile<T, 7>(b.k, ai, 1, kTileRows, panel, ci, ldc, cols, accumulate); break;
-      default: break;
+    if (i < m) {
+      gemm_rows(m - i, b.k, a_tiles + i * b.k, 1, kTileRows, panel, c + i * ldc + j0, ldc,
+                cols, accumulate);
     }
   }
 }
@@ -209,54 +226,100 @@ void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b,
             index_t ldc, bool accumulate = false) {
   if (m == 0 || b.n == 0) return;
   if (!b.buffer.defined()) return matmul_unpacked(m, a, rsa, csa, b, c, ldc, accumulate);
+  if (b.k == 0) {
+    if (!accumulate) {
+      for (index_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + b.n, T(0));
+    }
+    return;
+  }
   const index_t work = m * b.k * Packed<T>::NR;  // multiply-adds per panel
   const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
-  const T* a_tiles = pack_rows(m, b.k, a, rsa, csa);
+  const T* a_tiles = m >= kTileRows ? pack_rows(m, b.k, a, rsa, csa) : nullptr;
   if (b.panels() <= grain) {
-    gemm_panels(m, a_tiles, b, c, ldc, accumulate, 0, b.panels());
+    gemm_panels(m, a_tiles, a, rsa, csa, b, c, ldc, accumulate, 0, b.panels());
     return;
   }
   at::parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
-    gemm_panels(m, a_tiles, b, c, ldc, accumulate, begin, end);
+    gemm_panels(m, a_tiles, a, rsa, csa, b, c, ldc, accumulate, begin, end);
   });
 }
 
 // The same with B (k x n, b(p, j) = b[p * rsb + j * csb]) packed on the fly.
 template <typename T>
 void matmul(index_t m, index_t k, index_t n, const T* a, index_t rsa, index_t csa, const T* b,
-            index_t rsb, index_t csb, T* c, index_t ldc, const at::TensorOptions& opts) {
-  matmul(m, a, rsa, csa, pack(k, n, b, rsb, csb, opts, m), c, ldc);
+            index_t rsb, index_t csb, T* c, index_t ldc, const at::TensorOptions& opts,
+            bool accumulate = false) {
+  matmul(m, a, rsa, csa, pack(k, n, b, rsb, csb, opts, m), c, ldc, accumulate);
 }
 
-// x W^T (+ bias) for all rows at once: x (rows, in), weight (out, in) -> (rows, out).
+// Weights packed by the caller (packed[index], a cached rnnkit::pack_weight result), or
+// packed here when the caller has none.
 template <typename T>
-at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  const index_t rows = x.size(0), in = x.size(1), out_size = weight.size(0);
-  at::Tensor out = bias.defined() ? bias.expand({rows, out_size}).contiguous()
-                                  : at::empty({rows, out_size}, x.options());
-  matmul(rows, x.data_ptr<T>(), in, 1,
-         pack(in, out_size, weight.data_ptr<T>(), 1, in, x.options(), rows),
-         out.data_ptr<T>(), out_size, bias.defined());
+Packed<T> packed_or_pack(at::TensorList packed, size_t index, index_t k, index_t n,
+                         const T* b, index_t rsb, index_t csb, const at::TensorOptions& opts,
+                         index_t rows) {
+  if (index >= packed.size() || !packed[index].defined()) {
+    return pack(k, n, b, rsb, csb, opts, rows);
+  }
+  const at::Tensor& buffer = packed[index];
+  Packed<T> out{buffer, k, n, b, rsb, csb};
+  TORCH_CHECK(buffer.dim() == 3 && buffer.size(0) == out.panels() && buffer.size(1) == k &&
+                  buffer.size(2) == Packed<T>::NR && buffer.is_contiguous() &&
+                  buffer.scalar_type() == c10::CppTypeToScalarType<T>::value,
+              "rnnkit cpu kernel: packed[", index, "] must be a pack_weight result of shape (",
+              out.panels(), ", ", k, ", ", Packed<T>::NR, "), got ", buffer.sizes());
   return out;
 }
 
-// a^T b for a (rows, m), b (rows, n) with unit column stride: the weight gradients.
+// W^T (for x W^T, transpose) or W (for d W) of a (rows, cols) weight, packed for every
+// product with it; cached by the Python side across calls with the same weights.
+inline at::Tensor pack_weight(const at::Tensor& w_in, bool transpose) {
+  TORCH_CHECK(w_in.dim() == 2, "rnnkit pack_weight: w must be 2-D, got ", w_in.sizes());
+  const auto w = w_in.contiguous();
+  const index_t rows = w.size(0), cols = w.size(1);
+  return AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "rnnkit_pack_weight", [&] {
+    const scalar_t* d = w.data_ptr<scalar_t>();
+    auto p = transpose ? pack<scalar_t>(cols, rows, d, 1, cols, w.options(), kPackRows)
+                       : pack<scalar_t>(rows, cols, d, cols, 1, w.options(), kPackRows);
+    return p.buffer;
+  });
+}
+
+// x W^T (+ bias) for all rows at once: x (rows, in), weight (out, in) -> (rows, out);
+// w_t: W^T packed (packed_or_pack).
+template <typename T>
+at::Tensor project(const at::Tensor& x, const Packed<T>& w_t, const at::Tensor& bias) {
+  const index_t rows = x.size(0), in = x.size(1), out_size = w_t.n;
+  at::Tensor out = bias.defined() ? bias.expand({rows, out_size}).contiguous()
+                                  : at::empty({rows, out_size}, x.options());
+  matmul(rows, x.data_ptr<T>(), in, 1, w_t, out.data_ptr<T>(), out_size, bias.defined());
+  return out;
+}
+
+// C (m x n, row stride ldc) = [C +] sum over r < rows of a_r^T b_r: a (rows x m, row stride
+// lda), b (rows x n, row stride ldb), unit column strides. The weight gradients.
+template <typename T>
+void matmul_tn(index_t rows, index_t m, index_t n, const T* a, index_t lda, const T* b,
+               index_t ldb, T* c, index_t ldc, const at::TensorOptions& opts,
+               bool accumulate = false) {
+  matmul(m, rows, n, a, 1, lda, b, ldb, 1, c, ldc, opts, accumulate);
+}
+
 template <typename T>
 at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b) {
   const index_t rows = a.size(0), m = a.size(1), n = b.size(1);
-  auto out = at::empty({m, n}, a.options());
-  matmul(m, rows, n, a.data_ptr<T>(), 1, a.stride(0), b.data_ptr<T>(), b.stride(0), 1,
-         out.data_ptr<T>(), n, a.options());
+  at::Tensor out = at::empty({m, n}, a.options());
+  matmul_tn(rows, m, n, a.data_ptr<T>(), a.stride(0), b.data_ptr<T>(), b.stride(0),
+            out.data_ptr<T>(), n, a.options());
   return out;
 }
 
-// a b for a (rows, k), b (k, n) with unit column stride.
+// a W for a (rows, k) with unit column stride and W (k, n) packed (packed_or_pack).
 template <typename T>
-at::Tensor matmul_nn(const at::Tensor& a, const at::Tensor& b) {
-  const index_t rows = a.size(0), k = a.size(1), n = b.size(1);
-  auto out = at::empty({rows, n}, a.options());
-  matmul(rows, k, n, a.data_ptr<T>(), a.stride(0), 1, b.data_ptr<T>(), b.stride(0), 1,
-         out.data_ptr<T>(), n, a.options());
+at::Tensor matmul_nn(const at::Tensor& a, const Packed<T>& w) {
+  const index_t rows = a.size(0);
+  at::Tensor out = at::empty({rows, w.n}, a.options());
+  matmul(rows, a.data_ptr<T>(), a.stride(0), 1, w, out.data_ptr<T>(), w.n);
   return out;
 }
 
@@ -367,6 +430,26 @@ inline T normalize_row(const T* __restrict x, T* __restrict x_hat, index_t n) {
   return inv_std;
 }
 
+// The same in place: x becomes x̂.
+template <typename T>
+inline T normalize_row_inplace(T* x, index_t n) {
+  T mean = 0;
+  _Pragma("omp simd reduction(+ : mean)")
+  for (index_t j = 0; j < n; ++j) mean += x[j];
+  mean /= T(n);
+  T var = 0;
+  _Pragma("omp simd reduction(+ : var)")
+  for (index_t j = 0; j < n; ++j) {
+    const T d = x[j] - mean;
+    var += d * d;
+  }
+  var /= T(n);
+  const T inv_std = T(1) / std::sqrt(var + T(1e-5));
+  RNNKIT_SIMD
+  for (index_t j = 0; j < n; ++j) x[j] = (x[j] - mean) * inv_std;
+  return inv_std;
+}
+
 // Layer norm backward of one row: d_x = (1/σ)(d_x̂ - mean(d_x̂) - x̂ mean(d_x̂ x̂)),
 // d_x̂ = d_y ⊙ gain.
 template <typename T>
@@ -402,7 +485,7 @@ inline Slots<T> slots(const at::Tensor& tensor, index_t stride, bool all) {
 }
 
 // The sequence: order of steps, lengths mask m (T, B), keep coefficients k (T, B, S)
-// per state (null = 1), recurrent-dropout mask (B, P) (null = 1).
+// per state (null: k = m, i.e. no zoneout), recurrent-dropout mask (B, P) (null = 1).
 template <typename T>
 struct Sequence {
   index_t steps, batch;
@@ -441,15 +524,86 @@ inline void check_input(const at::Tensor& x, const char* name) {
               x.scalar_type());
 }
 
-// d = d_s_t + m_t d_y_t is the gradient reaching the carried state of step t (y_t = m_t h_t);
-// the candidate gets k d and the previous state (1 - k) d.
+// The sequence tensors of an op (mask (T, B), keep_h (T, B, P), keep_c (T, B, H), h_mask
+// (B, P)), checked and brought to x's dtype; shared by every forward and backward op.
+struct SequenceTensors {
+  std::optional<at::Tensor> mask, keep_h, keep_c, h_mask;
+  index_t steps, batch;
+  bool reverse;
+
+  template <typename T>
+  Sequence<T> get() const {
+    return Sequence<T>{steps, batch, reverse, data_or_null<T>(mask), data_or_null<T>(keep_h),
+                       data_or_null<T>(keep_c), data_or_null<T>(h_mask)};
+  }
+};
+
+inline SequenceTensors prepare_sequence(const at::Tensor& x, index_t P, index_t H, bool reverse,
+                                        const std::optional<at::Tensor>& mask,
+                                        const std::optional<at::Tensor>& keep_h,
+                                        const std::optional<at::Tensor>& keep_c,
+                                        const std::optional<at::Tensor>& h_mask) {
+  const index_t T_ = x.size(0), B = x.size(1);
+  return SequenceTensors{prepare_optional(mask, x, {T_, B}, "mask"),
+                         prepare_optional(keep_h, x, {T_, B, P}, "keep_h"),
+                         prepare_optional(keep_c, x, {T_, B, H}, "keep_c"),
+                         prepare_optional(h_mask, x, {B, P}, "h_mask"), T_, B, reverse};
+}
+
+// The gradient arriving at the outputs (T, B, P): rows are read through strides, so the
+// expanded gradient of a sum is not copied; undefined when no gradient reaches them.
+inline at::Tensor prepare_output_grad(const std::optional<at::Tensor>& d, const at::Tensor& x) {
+  if (!optional_ptr(d)) return at::Tensor();
+  at::Tensor g = d->to(x.scalar_type());
+  if (g.size(2) > 1 && g.stride(2) != 0 && g.stride(2) != 1) g = g.contiguous();
+  return g;
+}
+
+// Rows of the output gradient: row(t, b) with inner stride `inner` (1, or 0 for a row of one
+// repeated value); null when there is no gradient.
 template <typename T>
-inline void split_state_grad(const T* __restrict d_state, const T* __restrict d_y, T m,
-                             const T* __restrict keep, T* __restrict d_cand,
-                             T* __restrict d_keep, index_t n) {
+struct OutputGrad {
+  const T* base;
+  index_t s0, s1, inner;
+  const T* row(index_t t, index_t b) const { return base ? base + t * s0 + b * s1 : nullptr; }
+};
+
+template <typename T>
+inline OutputGrad<T> output_grad(const at::Tensor& g) {
+  if (!g.defined()) return OutputGrad<T>{nullptr, 0, 0, 1};
+  return OutputGrad<T>{g.data_ptr<T>(), g.stride(0), g.stride(1),
+                       g.size(2) > 1 ? g.stride(2) : 1};
+}
+
+// A (B, n) state gradient: the given one (contiguous copy, updated in place) or zeros.
+inline at::Tensor state_grad(const std::optional<at::Tensor>& d, const at::Tensor& x,
+                             index_t batch, index_t n) {
+  if (!optional_ptr(d)) return at::zeros({batch, n}, x.options());
+  TORCH_CHECK(d->sizes() == at::IntArrayRef({batch, n}), "rnnkit cpu kernel: state gradient "
+              "must have shape (", batch, ", ", n, "), got ", d->sizes());
+  return d->to(x.scalar_type()).contiguous().clone();
+}
+
+// d = d_s_t + m_t d_y_t is the gradient reaching the carried state of step t (y_t = m_t h_t);
+// the candidate gets k d and the previous state (1 - k) d. d_y: a row with inner stride
+// `inner` (1 or 0), or null (no gradient at the outputs).
+template <typename T>
+inline void split_state_grad(const T* __restrict d_state, const T* __restrict d_y,
+                             index_t inner, T m, const T* __restrict keep,
+                             T* __restrict d_cand, T* __restrict d_keep, index_t n) {
+  if (d_y && inner == 1) {
+    RNNKIT_SIMD
+    for (index_t j = 0; j < n; ++j) {
+      const T d = d_state[j] + m * d_y[j];
+      d_cand[j] = keep[j] * d;
+      d_keep[j] = d - keep[j] * d;
+    }
+    return;
+  }
+  const T v = d_y ? m * d_y[0] : T(0);
   RNNKIT_SIMD
   for (index_t j = 0; j < n; ++j) {
-    const T d = d_state[j] + m * d_y[j];
+    const T d = d_state[j] + v;
     d_cand[j] = keep[j] * d;
     d_keep[j] = d - keep[j] * d;
   }
@@ -488,15 +642,98 @@ inline void apply_mask(T* __restrict out, const T* __restrict h, const T* __rest
   for (index_t e = 0; e < n; ++e) out[e] = h[e] * mask[e];
 }
 
-// Keep coefficients of one row: the (T, B, n) tensor's row, or a row of ones.
+// Keep coefficients of one row: the (T, B, n) tensor's row (zoneout); without it k = m_t,
+// a row of ones inside the sequence and of zeros past its end.
 template <typename T>
 struct Keep {
-  const T* data;  // null: k = 1 everywhere
+  const T* data;  // null: k = m
+  const T* mask;  // (T, B) or null (every step inside)
   const T* ones;
+  const T* zeros;
   index_t batch, width;
   const T* row(index_t t, index_t b) const {
-    return data ? data + (t * batch + b) * width : ones;
+    if (data) return data + (t * batch + b) * width;
+    return (mask && mask[t * batch + b] == T(0)) ? zeros : ones;
   }
 };
+
+// A row of ones and a row of zeros of length n (absent options arrive as neutral rows).
+struct NeutralRows {
+  at::Tensor ones, zeros;
+  NeutralRows(index_t n, const at::TensorOptions& opts)
+      : ones(at::ones({n}, opts)), zeros(at::zeros({n}, opts)) {}
+  template <typename T> const T* one() const { return ones.data_ptr<T>(); }
+  template <typename T> const T* zero() const { return zeros.data_ptr<T>(); }
+};
+
+// h_{t-1}, the carried state before step t, without saving it: the output at the previous
+// position, or h0 at a sequence's first step. Exact at every step inside the sequence (the
+// output there is the carried state, y = h); past a sequence's end the value is not used,
+// as every gradient of such a step is zero (k = 0).
+template <typename T>
+struct PrevState {
+  const T* out;  // (T, B, P)
+  const T* h0;   // (B, P)
+  const T* mask; // (T, B) or null
+  index_t steps, batch, width;
+  bool reverse;
+  const T* row(index_t t, index_t b) const {
+    const index_t prev = reverse ? t + 1 : t - 1;
+    if (prev < 0 || prev >= steps || (mask && mask[prev * batch + b] == T(0))) {
+      return h0 + b * width;
+    }
+    return out + (prev * batch + b) * width;
+  }
+  // position of the first step of sequence b
+  index_t first(index_t b) const {
+    if (!reverse) return 0;
+    index_t t = steps - 1;
+    while (mask && t > 0 && mask[t * batch + b] == T(0)) --t;
+    return t;
+  }
+};
+
+// C (m x P) = sum over positions t of a_t^T h̃_{t-1}, h̃ = h ⊙ h_mask the input of W_hh at
+// step t: the weight gradient of W_hh. a: T*B rows of m values, row stride lda. Without a
+// recurrent-dropout mask this is one GEMM over the outputs shifted by one step (a padded
+// step's output is 0, and its a rows are 0) plus one over h0 for each sequence's first step,
+// so h_{t-1} is never copied.
+template <typename T>
+void grad_hh(const T* a, index_t lda, index_t m, const PrevState<T>& prev, const T* h_mask,
+             T* c, index_t ldc, const at::TensorOptions& opts) {
+  const index_t T_ = prev.steps, B = prev.batch, P = prev.width;
+  if (h_mask) {
+    at::Tensor h_in = at::empty({T_ * B, P}, opts);
+    T* d = h_in.data_ptr<T>();
+    for_rows(T_ * B, P, [&](index_t r) {
+      apply_mask(d + r * P, prev.row(r / B, r % B), h_mask + (r % B) * P, P);
+    });
+    matmul_tn(T_ * B, m, P, a, lda, d, P, c, ldc, opts);
+    return;
+  }
+  at::Tensor first = at::empty({B, m}, opts);
+  T* f = first.data_ptr<T>();
+  for (index_t b = 0; b < B; ++b) {
+    std::memcpy(f + b * m, a + (prev.first(b) * B + b) * lda, sizeof(T) * m);
+  }
+  matmul_tn(B, m, P, f, m, prev.h0, P, c, ldc, opts);
+  if (T_ > 1) {  // forward: a_t with y_{t-1} for t >= 1; reverse: a_t with y_{t+1} for t < T-1
+    const T* a_rows = prev.reverse ? a : a + B * lda;
+    const T* y_rows = prev.reverse ? prev.out + B * P : prev.out;
+    matmul_tn((T_ - 1) * B, m, P, a_rows, lda, y_rows, P, c, ldc, opts, true);
+  }
+}
+
+// Column sums of rows (T*B x n, row stride ld) into out, each column summed in a fixed order
+// (the same for any thread count). The bias gradients.
+template <typename T>
+void column_sums(const T* a, index_t rows, index_t n, index_t ld, T* out) {
+  std::fill(out, out + n, T(0));
+  for (index_t r = 0; r < rows; ++r) {
+    const T* ar = a + r * ld;
+    RNNKIT_SIMD
+    for (index_t j = 0; j < n; ++j) out[j] += ar[j];
+  }
+}
 
 }  // namespace rnnkit

@@ -2,10 +2,12 @@
 // layer_norm), with the sequence semantics of rnnkit/kernels/common.py.
 //
 // Forward per step: one GEMM h @ W_hh^T, one pass over the gates (and, with proj_size,
-// one GEMM m @ W_hr^T and one pass for the carry). Saved, indexed by position t:
-//   h_prev (T,B,P), c_prev (T,B,H), gates i|f|g|o (T,B,4H), c_new (T,B,H),
-//   [m (T,B,H) with proj], [x̂_ih (T,B,4H), 1/σ_ih (T,B), x̂_hh (T,B,4H), 1/σ_hh (T,B),
-//   ĉ (T,B,H), 1/σ_c (T,B) with layer_norm].
+// one GEMM m @ W_hr^T and one pass for the carry). Saved, indexed by position t (h_{t-1}
+// is not saved: it is the output of the previous step, see PrevState):
+//   c_prev (T,B,H), [m (T,B,H) with proj], and
+//   without layer norm: gates i|f|g|o (T,B,4H), written over the input projection;
+//   with layer norm: x̂_ih (T,B,4H) (over the input projection), 1/σ_ih (T,B), x̂_hh (T,B,4H),
+//   1/σ_hh (T,B); the gates, c_t and the LN of c_t are recomputed in backward.
 // Backward: the reverse recurrence with one GEMM per step (two with proj), then dW_ih,
 // dW_hh, dW_hr and dx as big GEMMs over all steps.
 #include "common.h"
@@ -64,21 +66,6 @@ Sizes check_sizes(const at::Tensor& x, const LstmParams& p, int64_t proj_size) {
 // --- One row (one batch element) of a step; plain loops the compiler vectorizes. ---
 // Absent options arrive as neutral rows: zeros for peephole weights, ones for keep
 // coefficients and layer-norm gains, zeros for layer-norm shifts.
-
-// z = x_proj + hh, or with layer norm z = x_proj + LN(hh; gain, shift) (hh overwritten).
-template <typename T>
-void preactivation_row(T* __restrict hh, const T* __restrict x_proj, T* __restrict x_hat,
-                       T* inv_std, const T* __restrict gain, const T* __restrict shift,
-                       index_t G) {
-  if (x_hat) {
-    *inv_std = normalize_row(hh, x_hat, G);
-    RNNKIT_SIMD
-    for (index_t j = 0; j < G; ++j) hh[j] = x_proj[j] + x_hat[j] * gain[j] + shift[j];
-  } else {
-    RNNKIT_SIMD
-    for (index_t j = 0; j < G; ++j) hh[j] += x_proj[j];
-  }
-}
 
 // Gates i|f|g|o and c_t from z; the carried c is updated in place.
 template <typename T>
@@ -147,134 +134,128 @@ void cell_grad_row(const T* __restrict gate, const T* __restrict c_prev,
   }
 }
 
-// x W_ih^T (+ b_ih + b_hh) for all steps; with layer norm LN(x W_ih^T) + b_ih + b_hh,
-// keeping x̂_ih and 1/σ_ih.
-// A row of ones and a row of zeros, long enough for any row of this cell.
+// One row of the forward step given its pre-activation z: gates into `gate`, c_t into
+// c_new, the carried c updated, m = o ⊙ tanh(LN(c_t)) into m (which may be z: spent by then).
 template <typename T>
-std::pair<at::Tensor, at::Tensor> neutral_rows(const Sizes& s, const at::TensorOptions& opts) {
-  const index_t n = std::max(s.G, s.P);
-  return {at::ones({n}, opts), at::zeros({n}, opts)};
-}
-
-template <typename T>
-at::Tensor project_input(const at::Tensor& x, const LstmParams& p, const Sizes& s,
-                         at::Tensor& x_hat, at::Tensor& inv_std) {
-  const auto x2d = x.view({s.T * s.B, s.I});
-  const bool bias = p.b_ih.defined();
-  if (!p.ln_ih_w.defined()) {
-    return project<T>(x2d, p.w_ih, bias ? p.b_ih + p.b_hh : at::Tensor());
+struct StepRow {
+  const T *w_ci, *w_cf, *w_co, *c_gain, *c_shift;
+  bool ln;
+  index_t H;
+  void operator()(const T* z, T* c, T* gate, T* c_new, T* c_hat, const T* keep, T* m) const {
+    cell_row(z, c, gate, c_new, w_ci, w_cf, w_co, keep, H);
+    const T* c_in = c_new;
+    if (ln) {
+      normalize_row(c_new, c_hat, H);
+      c_in = c_hat;
+    }
+    cell_output_row(c_in, c_gain, c_shift, gate + 3 * H, m, H);
   }
-  at::Tensor xp = project<T>(x2d, p.w_ih, at::Tensor());
-  x_hat = at::empty_like(xp);
-  inv_std = at::empty({s.T * s.B}, xp.options());
-  const at::Tensor b = bias ? (p.b_ih + p.b_hh) : at::zeros({s.G}, xp.options());
-  T* xp_d = xp.data_ptr<T>();
-  T* xh_d = x_hat.data_ptr<T>();
-  T* rs_d = inv_std.data_ptr<T>();
-  const T* gain = p.ln_ih_w.data_ptr<T>();
-  const T* shift = p.ln_ih_b.data_ptr<T>();
-  const T* b_d = b.data_ptr<T>();
-  const index_t G = s.G;
-  for_rows(s.T * s.B, G, [&](index_t r) {
-    T* row = xp_d + r * G;
-    T* xh = xh_d + r * G;
-    rs_d[r] = normalize_row(row, xh, G);
-    RNNKIT_SIMD
-    for (index_t j = 0; j < G; ++j) row[j] = xh[j] * gain[j] + shift[j] + b_d[j];
-  });
-  return xp;
+};
+
+// z = x̂_ih g_ih + x̂_hh g_hh + (s_ih + s_hh + b_ih + b_hh): the layer-norm shifts and biases
+// folded into one vector.
+at::Tensor ln_shift(const LstmParams& p) {
+  at::Tensor shift = p.ln_ih_b + p.ln_hh_b;
+  if (p.b_ih.defined()) shift = shift + p.b_ih + p.b_hh;
+  return shift.contiguous();
 }
 
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const LstmParams& p,
-    const Sizes& s, const Sequence<T>& seq, bool save) {
+    at::TensorList packed, const Sizes& s, const Sequence<T>& seq, bool save) {
   const index_t T_ = s.T, B = s.B, H = s.H, P = s.P, G = s.G;
   const bool ln = p.ln_ih_w.defined(), peep = p.w_ci.defined(), proj = p.w_hr.defined();
-  at::Tensor x_hat_ih, inv_std_ih;
-  const at::Tensor xp = project_input<T>(x, p, s, x_hat_ih, inv_std_ih);  // (T*B, G)
+  const bool bias = p.b_ih.defined();
   const auto opts = x.options();
-  const index_t slots_n = save ? T_ : 1;
-  auto outputs = at::empty({T_, B, P}, opts);
+  const index_t rows = T_ * B;
+  // Input projection of all steps. Without layer norm x W_ih^T + b_ih + b_hh, and the gates
+  // of step t are then written over its rows; with layer norm its rows become x̂_ih in place.
+  const auto w_ih_t = packed_or_pack<T>(packed, 0, s.I, G, p.w_ih.data_ptr<T>(), 1, s.I, opts,
+                                        rows);
+  at::Tensor xp = project<T>(x.view({rows, s.I}), w_ih_t,
+                             (bias && !ln) ? p.b_ih + p.b_hh : at::Tensor());
+  T* xp_d = xp.data_ptr<T>();
+  at::Tensor inv_std_ih, shift_all;
+  const T *g_ih = nullptr, *g_hh = nullptr, *shift_d = nullptr;
+  if (ln) {
+    inv_std_ih = at::empty({T_, B}, opts);
+    T* rs = inv_std_ih.data_ptr<T>();
+    for_rows(rows, G, [&](index_t r) {
+      rs[r] = normalize_row_inplace(xp_d + r * G, G);
+    });
+    shift_all = ln_shift(p);
+    shift_d = shift_all.data_ptr<T>();
+    g_ih = p.ln_ih_w.data_ptr<T>();
+    g_hh = p.ln_hh_w.data_ptr<T>();
+  }
+  at::Tensor outputs = at::empty({T_, B, P}, opts);
   auto h = h0.contiguous().clone();
   auto c = c0.contiguous().clone();
-  auto h_prev = at::empty({save ? T_ : 0, B, P}, opts);
-  auto c_prev = at::empty({save ? T_ : 0, B, H}, opts);
-  auto gates = at::empty({slots_n, B, G}, opts);
-  auto c_new = at::empty({slots_n, B, H}, opts);
-  auto m_all = at::empty({proj ? slots_n : 0, B, H}, opts);
-  auto x_hat_hh = at::empty({ln ? slots_n : 0, B, G}, opts);
-  auto inv_std_hh = at::empty({ln ? slots_n : 0, B}, opts);
-  auto c_hat = at::empty({ln ? slots_n : 0, B, H}, opts);
-  auto inv_std_c = at::empty({ln ? slots_n : 0, B}, opts);
-  auto hh = at::empty({B, G}, opts);
-  at::Tensor h_in = at::empty({seq.h_mask ? B : 0, P}, opts);
-  auto h_cand = at::empty({proj ? B : 0, P}, opts);
+  at::Tensor c_prev = at::empty({save ? T_ : 0, B, H}, opts);
+  at::Tensor m_all = at::empty({proj ? (save ? T_ : 1) : 0, B, H}, opts);
+  at::Tensor x_hat_hh = at::empty({ln ? (save ? T_ : 1) : 0, B, G}, opts);
+  at::Tensor inv_std_hh = at::empty({ln ? (save ? T_ : 1) : 0, B}, opts);
+  // per-step scratch: hh (B, G), [gates (B, G) with layer norm], c_new, c_hat (B, H),
+  // h_in, h_cand (B, P)
+  at::Tensor scratch = at::empty({B * ((ln ? 2 : 1) * G + 2 * H + 2 * P)}, opts);
+  T* hh_d = scratch.data_ptr<T>();
+  T* gate_scratch = hh_d + B * G;
+  T* c_new_d = gate_scratch + (ln ? B * G : 0);
+  T* c_hat_d = c_new_d + B * H;
+  T* h_in_d = c_hat_d + B * H;
+  T* h_cand_d = h_in_d + B * P;
 
   T* h_d = h.data_ptr<T>();
   T* c_d = c.data_ptr<T>();
   T* out_d = outputs.data_ptr<T>();
-  T* hh_d = hh.data_ptr<T>();
-  const T* xp_d = xp.data_ptr<T>();
-  const T* w_hh = p.w_hh.data_ptr<T>();
-  const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
-  const auto w_hh_t = pack(P, G, w_hh, 1, P, opts, T_ * B);  // W_hh^T, packed once for every step
-  const auto w_hr_t = proj ? pack(H, P, w_hr, 1, H, opts, T_ * B) : Packed<T>{};
-  const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
-  const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
-  const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;
-  const T* ln_hh_w = ln ? p.ln_hh_w.data_ptr<T>() : nullptr;
-  const T* ln_hh_b = ln ? p.ln_hh_b.data_ptr<T>() : nullptr;
-  const T* ln_c_w = ln ? p.ln_c_w.data_ptr<T>() : nullptr;
-  const T* ln_c_b = ln ? p.ln_c_b.data_ptr<T>() : nullptr;
-  const auto gates_s = slots<T>(gates, B * G, save);
-  const auto c_new_s = slots<T>(c_new, B * H, save);
+  const auto w_hh_t = packed_or_pack<T>(packed, 1, P, G, p.w_hh.data_ptr<T>(), 1, P, opts, rows);
+  const auto w_hr_t = proj ? packed_or_pack<T>(packed, 2, H, P, p.w_hr.data_ptr<T>(), 1, H,
+                                               opts, rows)
+                           : Packed<T>{};
   const auto m_s = proj ? slots<T>(m_all, B * H, save) : Slots<T>{nullptr, 0, false};
   const auto xh_hh_s = ln ? slots<T>(x_hat_hh, B * G, save) : Slots<T>{nullptr, 0, false};
   const auto rs_hh_s = ln ? slots<T>(inv_std_hh, B, save) : Slots<T>{nullptr, 0, false};
-  const auto c_hat_s = ln ? slots<T>(c_hat, B * H, save) : Slots<T>{nullptr, 0, false};
-  const auto rs_c_s = ln ? slots<T>(inv_std_c, B, save) : Slots<T>{nullptr, 0, false};
-  T* h_in_d = seq.h_mask ? h_in.data_ptr<T>() : nullptr;
-  T* h_cand_d = proj ? h_cand.data_ptr<T>() : nullptr;
 
-  const auto neutral = neutral_rows<T>(s, opts);
-  const T* ones = neutral.first.template data_ptr<T>();
-  const T* zeros = neutral.second.template data_ptr<T>();
-  if (!peep) w_ci = w_cf = w_co = zeros;
-  const Keep<T> keep_h{seq.keep_h, ones, B, P}, keep_c{seq.keep_c, ones, B, H};
-  const T* c_gain = ln ? ln_c_w : ones;
-  const T* c_shift = ln ? ln_c_b : zeros;
+  const NeutralRows neutral(std::max(G, P), opts);
+  const T* ones = neutral.one<T>();
+  const T* zeros = neutral.zero<T>();
+  const Keep<T> keep_h{seq.keep_h, seq.mask, ones, zeros, B, P};
+  const Keep<T> keep_c{seq.keep_c, seq.mask, ones, zeros, B, H};
+  const StepRow<T> step_row{peep ? p.w_ci.data_ptr<T>() : zeros,
+                            peep ? p.w_cf.data_ptr<T>() : zeros,
+                            peep ? p.w_co.data_ptr<T>() : zeros,
+                            ln ? p.ln_c_w.data_ptr<T>() : ones,
+                            ln ? p.ln_c_b.data_ptr<T>() : zeros, ln, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
-    if (save) {
-      std::memcpy(h_prev.data_ptr<T>() + t * B * P, h_d, sizeof(T) * B * P);
-      std::memcpy(c_prev.data_ptr<T>() + t * B * H, c_d, sizeof(T) * B * H);
-    }
+    if (save) std::memcpy(c_prev.data_ptr<T>() + t * B * H, c_d, sizeof(T) * B * H);
     const T* src = h_d;
     if (seq.h_mask) {
       apply_mask(h_in_d, h_d, seq.h_mask, B * P);
       src = h_in_d;
     }
     matmul(B, src, P, 1, w_hh_t, hh_d, G);  // h̃ W_hh^T (B, 4H)
-    T* gate_t = gates_s.at(t);
-    T* c_new_t = c_new_s.at(t);
     for_rows(B, G, [&](index_t b) {
       T* z = hh_d + b * G;
-      preactivation_row(z, xp_d + (t * B + b) * G, ln ? xh_hh_s.at(t) + b * G : nullptr,
-                        ln ? rs_hh_s.at(t) + b : nullptr, ln_hh_w, ln_hh_b, G);
-      T* gate = gate_t + b * G;
-      T* cn = c_new_t + b * H;
-      cell_row(z, c_d + b * H, gate, cn, w_ci, w_cf, w_co, keep_c.row(t, b), H);
-      const T* c_in = cn;
+      T* xp_row = xp_d + (t * B + b) * G;
+      T* gate = xp_row;  // the gates go over the spent input projection ...
       if (ln) {
-        T* ch = c_hat_s.at(t) + b * H;
-        rs_c_s.at(t)[b] = normalize_row(cn, ch, H);
-        c_in = ch;
+        T* xh = xh_hh_s.at(t) + b * G;
+        rs_hh_s.at(t)[b] = normalize_row(z, xh, G);
+        RNNKIT_SIMD
+        for (index_t j = 0; j < G; ++j) {
+          z[j] = xp_row[j] * g_ih[j] + xh[j] * g_hh[j] + shift_d[j];
+        }
+        gate = gate_scratch + b * G;  // ... except with layer norm, where x̂_ih is kept
+      } else {
+        RNNKIT_SIMD
+        for (index_t j = 0; j < G; ++j) z[j] += xp_row[j];
       }
       // without proj m is h̃ and goes over the spent pre-activations
       T* m = proj ? m_s.at(t) + b * H : z;
-      cell_output_row(c_in, c_gain, c_shift, gate + 3 * H, m, H);
+      step_row(z, c_d + b * H, gate, c_new_d + b * H, c_hat_d + b * H, keep_c.row(t, b), m);
       if (!proj) {
         carry_row(h_d + b * P, m, keep_h.row(t, b), seq.mask_at(t, b),
                   out_d + (t * B + b) * P, P);
@@ -290,90 +271,112 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   }
   std::vector<at::Tensor> saved;
   if (save) {
-    saved = {h_prev, c_prev, gates, c_new};
+    saved = {c_prev, xp.view({T_, B, G})};
+    if (ln) saved.insert(saved.end(), {inv_std_ih, x_hat_hh, inv_std_hh});
     if (proj) saved.push_back(m_all);
-    if (ln) {
-      saved.insert(saved.end(), {x_hat_ih.view({T_, B, G}), inv_std_ih.view({T_, B}),
-                                 x_hat_hh, inv_std_hh, c_hat, inv_std_c});
-    }
   }
   return {outputs, h, c, saved};
 }
 
+// Offsets of the per-row parameter-gradient partial sums in one accumulator row:
+// peephole ci|cf|co, layer-norm gains ih|hh, bias (= every layer-norm shift and bias), ln_c
+// gain|shift.
+struct AccLayout {
+  index_t peep, g_ih, g_hh, bias, c_gain, c_shift, size;
+  AccLayout(bool peephole, bool ln, index_t H, index_t G) {
+    index_t o = 0;
+    peep = o; o += peephole ? 3 * H : 0;
+    g_ih = o; o += ln ? G : 0;
+    g_hh = o; o += ln ? G : 0;
+    bias = o; o += ln ? G : 0;
+    c_gain = o; o += ln ? H : 0;
+    c_shift = o; o += ln ? H : 0;
+    size = std::max<index_t>(o, 1);
+  }
+};
+
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
-    const at::Tensor& d_out_in, const at::Tensor& d_h_n, const at::Tensor& d_c_n,
-    const at::Tensor& x, const LstmParams& p, const Sizes& s, at::TensorList saved,
-    const Sequence<T>& seq) {
+    const at::Tensor& d_out, const std::optional<at::Tensor>& d_h_n,
+    const std::optional<at::Tensor>& d_c_n, const at::Tensor& x, const at::Tensor& h0,
+    const at::Tensor& output, const LstmParams& p, at::TensorList packed, const Sizes& s,
+    at::TensorList saved, const Sequence<T>& seq) {
   const index_t T_ = s.T, B = s.B, H = s.H, P = s.P, G = s.G;
   const bool ln = p.ln_ih_w.defined(), peep = p.w_ci.defined(), proj = p.w_hr.defined();
-  const size_t expected = 4 + (proj ? 1 : 0) + (ln ? 6 : 0);
+  const size_t expected = (ln ? 5 : 2) + (proj ? 1 : 0);
   TORCH_CHECK(saved.size() == expected, "rnnkit lstm_backward: saved must hold ", expected,
               " tensors, got ", saved.size());
-  const auto h_prev = saved[0], c_prev = saved[1], gates = saved[2], c_new = saved[3];
-  size_t idx = 4;
-  at::Tensor m_all, x_hat_ih, inv_std_ih, x_hat_hh, inv_std_hh, c_hat, inv_std_c;
-  if (proj) m_all = saved[idx++];
+  const at::Tensor c_prev = saved[0].contiguous(), gates_or_xh = saved[1].contiguous();
+  at::Tensor inv_std_ih, x_hat_hh, inv_std_hh, m_all;
   if (ln) {
-    x_hat_ih = saved[idx++]; inv_std_ih = saved[idx++];
-    x_hat_hh = saved[idx++]; inv_std_hh = saved[idx++];
-    c_hat = saved[idx++]; inv_std_c = saved[idx++];
+    inv_std_ih = saved[2].contiguous();
+    x_hat_hh = saved[3].contiguous();
+    inv_std_hh = saved[4].contiguous();
   }
+  if (proj) m_all = saved[expected - 1].contiguous();
   const auto opts = x.options();
-  const auto d_out = d_out_in.contiguous();
-  auto d_h = d_h_n.contiguous().clone();  // gradient arriving at the carried h
-  auto d_c = d_c_n.contiguous().clone();
-  auto d_z = at::empty({T_, B, G}, opts);
-  auto d_hh = ln ? at::empty({T_, B, G}, opts) : d_z;
-  auto d_h_cand = proj ? at::empty({T_, B, P}, opts) : at::empty({B, P}, opts);
-  auto d_c_hat = at::empty({ln ? T_ : 0, B, H}, opts);
-  auto d_keep = at::empty({B, P}, opts);
-  auto d_m = at::empty({proj ? B : 0, H}, opts);
-  auto d_h_rec = at::empty({B, P}, opts);
+  const index_t rows = T_ * B;
+  auto d_h = state_grad(d_h_n, x, B, P);  // gradient arriving at the carried h
+  auto d_c = state_grad(d_c_n, x, B, H);
+  // d_z, the gradient of the pre-activations, for every step; with layer norm its two
+  // layer-norm backwards instead: d_xp (input side) and d_hh (recurrent side).
+  at::Tensor d_xp = at::empty({T_, B, G}, opts);
+  auto d_hh = ln ? at::empty({T_, B, G}, opts) : d_xp;
+  at::Tensor d_h_cand = at::empty({proj ? T_ : 1, B, P}, opts);
+  // scratch: d_keep (B,P), d_m (B,H), d_rec (B,P), d_c_from_h (B,H), per row c_t (H) and
+  // with layer norm also gates (G), d_z (G), ĉ (H), d_ĉ (H)
+  const index_t row_n = ln ? 2 * G + 3 * H : H;
+  at::Tensor scratch = at::empty({B * (2 * P + 2 * H + row_n)}, opts);
+  T* d_keep_d = scratch.data_ptr<T>();
+  T* d_m_d = d_keep_d + B * P;
+  T* d_rec_d = d_m_d + B * H;
+  T* d_cfh_d = d_rec_d + B * P;
+  T* rows_d = d_cfh_d + B * H;
+  const AccLayout L(peep, ln, H, G);
+  at::Tensor acc = at::zeros({B, L.size}, opts);
+  T* acc_d = acc.data_ptr<T>();
 
   T* d_h_d = d_h.data_ptr<T>();
   T* d_c_d = d_c.data_ptr<T>();
-  const T* d_out_d = d_out.data_ptr<T>();
-  T* d_z_d = d_z.data_ptr<T>();
+  T* d_xp_d = d_xp.data_ptr<T>();
   T* d_hh_d = d_hh.data_ptr<T>();
   T* d_hc_d = d_h_cand.data_ptr<T>();
-  T* d_ch_d = ln ? d_c_hat.data_ptr<T>() : nullptr;
-  T* d_keep_d = d_keep.data_ptr<T>();
-  T* d_m_d = proj ? d_m.data_ptr<T>() : nullptr;
-  T* d_rec_d = d_h_rec.data_ptr<T>();
-  const T* gates_d = gates.data_ptr<T>();
-  const T* c_new_d = c_new.data_ptr<T>();
+  const OutputGrad<T> d_y = output_grad<T>(d_out);
+  const T* gates_d = ln ? nullptr : gates_or_xh.data_ptr<T>();
   const T* c_prev_d = c_prev.data_ptr<T>();
-  const T* w_hh = p.w_hh.data_ptr<T>();
-  const T* w_hr = proj ? p.w_hr.data_ptr<T>() : nullptr;
-  const auto w_hh_n = pack(G, P, w_hh, P, 1, opts, T_ * B);  // W_hh, packed once for every step
-  const auto w_hr_n = proj ? pack(P, H, w_hr, H, 1, opts, T_ * B) : Packed<T>{};
-  const T* w_ci = peep ? p.w_ci.data_ptr<T>() : nullptr;
-  const T* w_cf = peep ? p.w_cf.data_ptr<T>() : nullptr;
-  const T* w_co = peep ? p.w_co.data_ptr<T>() : nullptr;
-  const T* c_hat_d = ln ? c_hat.data_ptr<T>() : nullptr;
-  const T* rs_c_d = ln ? inv_std_c.data_ptr<T>() : nullptr;
-  const T* xh_hh_d = ln ? x_hat_hh.data_ptr<T>() : nullptr;
-  const T* rs_hh_d = ln ? inv_std_hh.data_ptr<T>() : nullptr;
-  const T* ln_hh_w = ln ? p.ln_hh_w.data_ptr<T>() : nullptr;
-  const T* ln_c_w = ln ? p.ln_c_w.data_ptr<T>() : nullptr;
-  const T* ln_c_b = ln ? p.ln_c_b.data_ptr<T>() : nullptr;
-
-  const auto neutral = neutral_rows<T>(s, opts);
-  const T* ones = neutral.first.template data_ptr<T>();
-  const T* zeros = neutral.second.template data_ptr<T>();
-  if (!peep) w_ci = w_cf = w_co = zeros;
-  const Keep<T> keep_h{seq.keep_h, ones, B, P}, keep_c{seq.keep_c, ones, B, H};
-  const T* c_gain = ln ? ln_c_w : ones;
-  const T* c_shift = ln ? ln_c_b : zeros;
-  auto d_c_from_h = at::empty({B, H}, opts);
-  T* d_cfh_d = d_c_from_h.data_ptr<T>();
+  const auto w_hh_n = packed_or_pack<T>(packed, 0, G, P, p.w_hh.data_ptr<T>(), P, 1, opts, rows);
+  const auto w_hr_n = proj ? packed_or_pack<T>(packed, 2, P, H, p.w_hr.data_ptr<T>(), H, 1, opts,
+                                               rows)
+                           : Packed<T>{};
+  const NeutralRows neutral(std::max(G, P), opts);
+  const T* ones = neutral.one<T>();
+  const T* zeros = neutral.zero<T>();
+  const T* w_ci = peep ? p.w_ci.data_ptr<T>() : zeros;
+  const T* w_cf = peep ? p.w_cf.data_ptr<T>() : zeros;
+  const T* w_co = peep ? p.w_co.data_ptr<T>() : zeros;
+  const Keep<T> keep_h{seq.keep_h, seq.mask, ones, zeros, B, P};
+  const Keep<T> keep_c{seq.keep_c, seq.mask, ones, zeros, B, H};
+  const T* c_gain = ln ? p.ln_c_w.data_ptr<T>() : ones;
+  const T* c_shift = ln ? p.ln_c_b.data_ptr<T>() : zeros;
+  at::Tensor shift_all;
+  const T *g_ih = nullptr, *g_hh = nullptr, *shift_d = nullptr, *xh_ih_d = nullptr,
+          *rs_ih_d = nullptr, *xh_hh_d = nullptr, *rs_hh_d = nullptr;
+  if (ln) {
+    shift_all = ln_shift(p);
+    shift_d = shift_all.data_ptr<T>();
+    g_ih = p.ln_ih_w.data_ptr<T>();
+    g_hh = p.ln_hh_w.data_ptr<T>();
+    xh_ih_d = gates_or_xh.data_ptr<T>();
+    rs_ih_d = inv_std_ih.data_ptr<T>();
+    xh_hh_d = x_hat_hh.data_ptr<T>();
+    rs_hh_d = inv_std_hh.data_ptr<T>();
+  }
 
   for (index_t k = T_ - 1; k >= 0; --k) {
     const index_t t = seq.position(k);
-    T* d_hc_t = proj ? d_hc_d + t * B * P : d_hc_d;
+    T* d_hc_t = d_hc_d + (proj ? t * B * P : 0);
     for_rows(B, P, [&](index_t b) {
-      split_state_grad(d_h_d + b * P, d_out_d + (t * B + b) * P, seq.mask_at(t, b),
+      split_state_grad(d_h_d + b * P, d_y.row(t, b), d_y.inner, seq.mask_at(t, b),
                        keep_h.row(t, b), d_hc_t + b * P, d_keep_d + b * P, P);
     });
     if (proj) {  // h̃ = m W_hr^T  =>  d_m = d_h̃ W_hr
@@ -382,23 +385,72 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     const T* d_m_src = proj ? d_m_d : d_hc_t;
     for_rows(B, G, [&](index_t b) {
       const index_t row = t * B + b;
-      const T* gate = gates_d + row * G;
-      T* dz = d_z_d + row * G;
+      const T* cp = c_prev_d + row * H;
+      const T* d_m = d_m_src + b * H;
       T* d_from_h = d_cfh_d + b * H;
-      if (ln) {
-        T* dch = d_ch_d + row * H;
-        cell_output_grad_row(d_m_src + b * H, c_hat_d + row * H, c_gain, c_shift,
-                             gate + 3 * H, dch, dz + 3 * H, H);
-        normalize_row_backward(dch, c_hat_d + row * H, rs_c_d[row], ln_c_w, d_from_h, H);
+      T* a = acc_d + b * L.size;
+      T *gate, *dz, *cn;
+      const T *xi = nullptr, *xh = nullptr;
+      T inv_std_c = 0;
+      T *ch = nullptr, *dch = nullptr;
+      if (!ln) {
+        gate = const_cast<T*>(gates_d + row * G);
+        dz = d_xp_d + row * G;
+        cn = rows_d + b * row_n;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < H; ++j) cn[j] = gate[H + j] * cp[j] + gate[j] * gate[2 * H + j];
+        cell_output_grad_row(d_m, cn, ones, zeros, gate + 3 * H, d_from_h, dz + 3 * H, H);
       } else {
-        cell_output_grad_row(d_m_src + b * H, c_new_d + row * H, c_gain, c_shift,
-                             gate + 3 * H, d_from_h, dz + 3 * H, H);
+        // recompute z, the gates, c_t and ĉ from x̂_ih, x̂_hh and c_{t-1}
+        gate = rows_d + b * row_n;
+        dz = gate + G;
+        cn = dz + G;
+        ch = cn + H;
+        dch = ch + H;
+        xi = xh_ih_d + row * G;
+        xh = xh_hh_d + row * G;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < G; ++j) dz[j] = xi[j] * g_ih[j] + xh[j] * g_hh[j] + shift_d[j];
+        std::memcpy(d_from_h, cp, sizeof(T) * H);  // cell_row's carried c: not needed here
+        cell_row(dz, d_from_h, gate, cn, w_ci, w_cf, w_co, ones, H);
+        inv_std_c = normalize_row(cn, ch, H);
+        cell_output_grad_row(d_m, ch, c_gain, c_shift, gate + 3 * H, dch, dz + 3 * H, H);
+        T* a_cg = a + L.c_gain;
+        T* a_cs = a + L.c_shift;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < H; ++j) {
+          a_cg[j] += dch[j] * ch[j];
+          a_cs[j] += dch[j];
+        }
+        normalize_row_backward(dch, ch, inv_std_c, c_gain, d_from_h, H);
       }
-      cell_grad_row(gate, c_prev_d + row * H, d_from_h, d_c_d + b * H, dz, w_ci, w_cf, w_co,
-                    keep_c.row(t, b), H);
+      if (peep) {  // c_t reaches z_o through w_co
+        T* a_co = a + L.peep + 2 * H;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < H; ++j) a_co[j] += dz[3 * H + j] * cn[j];
+      }
+      cell_grad_row(gate, cp, d_from_h, d_c_d + b * H, dz, w_ci, w_cf, w_co, keep_c.row(t, b),
+                    H);
+      if (peep) {
+        T* a_p = a + L.peep;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < H; ++j) {
+          a_p[j] += dz[j] * cp[j];
+          a_p[H + j] += dz[H + j] * cp[j];
+        }
+      }
       if (ln) {
-        normalize_row_backward(dz, xh_hh_d + row * G, rs_hh_d[row], ln_hh_w,
-                               d_hh_d + row * G, G);
+        T* a_gi = a + L.g_ih;
+        T* a_gh = a + L.g_hh;
+        T* a_b = a + L.bias;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < G; ++j) {
+          a_gi[j] += dz[j] * xi[j];
+          a_gh[j] += dz[j] * xh[j];
+          a_b[j] += dz[j];
+        }
+        normalize_row_backward(dz, xh, rs_hh_d[row], g_hh, d_hh_d + row * G, G);
+        normalize_row_backward(dz, xi, rs_ih_d[row], g_ih, d_xp_d + row * G, G);
       }
     });
     // hh = (h_{t-1} ⊙ mask) W_hh^T  =>  d_h_{t-1} = (d_hh W_hh) ⊙ mask + (1 - k) d_h_t
@@ -407,65 +459,52 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   }
 
   // Everything not recurrent, as big operations over all steps at once.
-  const auto d_z2 = d_z.view({T_ * B, G});
-  at::Tensor d_xp = d_z2;
+  at::Tensor sums = at::empty({L.size}, opts);
+  T* sums_d = sums.data_ptr<T>();
+  column_sums(acc_d, B, L.size, L.size, sums_d);
   std::vector<at::Tensor> grads;
+  at::Tensor d_w_ih = at::empty({G, s.I}, opts);
+  matmul_tn(rows, G, s.I, d_xp_d, G, x.data_ptr<T>(), s.I, d_w_ih.data_ptr<T>(), s.I, opts);
+  grads.push_back(d_w_ih);
+  at::Tensor d_w_hh = at::empty({G, P}, opts);
+  const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, P,
+                          seq.reverse};
+  grad_hh(d_hh_d, G, G, prev, seq.h_mask, d_w_hh.data_ptr<T>(), P, opts);
+  grads.push_back(d_w_hh);
+  at::Tensor d_bias;
   if (ln) {
-    d_xp = at::empty_like(d_z2);
-    const T* xh_ih_d = x_hat_ih.data_ptr<T>();
-    const T* rs_ih_d = inv_std_ih.data_ptr<T>();
-    const T* ln_ih_w = p.ln_ih_w.data_ptr<T>();
-    T* d_xp_d = d_xp.data_ptr<T>();
-    for_rows(T_ * B, G, [&](index_t r) {
-      normalize_row_backward(d_z_d + r * G, xh_ih_d + r * G, rs_ih_d[r], ln_ih_w,
-                             d_xp_d + r * G, G);
-    });
+    d_bias = sums.narrow(0, L.bias, G).clone();
+  } else {
+    d_bias = at::empty({G}, opts);
+    column_sums(d_xp_d, rows, G, G, d_bias.data_ptr<T>());
   }
-  const auto x2d = x.view({T_ * B, s.I});
-  auto h_in = h_prev.view({T_ * B, P});
-  if (seq.h_mask) {
-    h_in = (h_prev * at::from_blob(const_cast<T*>(seq.h_mask), {B, P}, opts)).view({T_ * B, P});
-  }
-  const auto d_hh2 = d_hh.view({T_ * B, G});
-  grads.push_back(matmul_tn<T>(d_xp, x2d));   // weight_ih
-  grads.push_back(matmul_tn<T>(d_hh2, h_in));  // weight_hh
-  const auto d_bias = d_z2.sum(0);
   if (p.b_ih.defined()) {
     grads.push_back(d_bias);
     grads.push_back(d_bias.clone());
   }
-  if (proj) grads.push_back(matmul_tn<T>(d_h_cand.view({T_ * B, P}), m_all.view({T_ * B, H})));
+  if (proj) grads.push_back(matmul_tn<T>(d_h_cand.view({rows, P}), m_all.view({rows, H})));
   if (peep) {
-    grads.push_back((d_z.narrow(2, 0, H) * c_prev).sum({0, 1}));
-    grads.push_back((d_z.narrow(2, H, H) * c_prev).sum({0, 1}));
-    grads.push_back((d_z.narrow(2, 3 * H, H) * c_new).sum({0, 1}));
+    for (int i = 0; i < 3; ++i) grads.push_back(sums.narrow(0, L.peep + i * H, H).clone());
   }
   if (ln) {
-    grads.push_back((d_z2 * x_hat_ih.view({T_ * B, G})).sum(0));
+    grads.push_back(sums.narrow(0, L.g_ih, G).clone());
     grads.push_back(d_bias.clone());
-    grads.push_back((d_z2 * x_hat_hh.view({T_ * B, G})).sum(0));
+    grads.push_back(sums.narrow(0, L.g_hh, G).clone());
     grads.push_back(d_bias.clone());
-    grads.push_back((d_c_hat * c_hat).sum({0, 1}));
-    grads.push_back(d_c_hat.sum({0, 1}));
+    grads.push_back(sums.narrow(0, L.c_gain, H).clone());
+    grads.push_back(sums.narrow(0, L.c_shift, H).clone());
   }
-  auto d_x = matmul_nn<T>(d_xp, p.w_ih).view({T_, B, s.I});
+  const auto w_ih_n = packed_or_pack<T>(packed, 1, G, s.I, p.w_ih.data_ptr<T>(), s.I, 1, opts,
+                                        rows);
+  auto d_x = matmul_nn<T>(d_xp.view({rows, G}), w_ih_n).view({T_, B, s.I});
   return {d_x, d_h, d_c, grads};
-}
-
-template <typename T>
-Sequence<T> make_sequence(const Sizes& s, bool reverse, const std::optional<at::Tensor>& mask,
-                          const std::optional<at::Tensor>& keep_h,
-                          const std::optional<at::Tensor>& keep_c,
-                          const std::optional<at::Tensor>& h_mask) {
-  return Sequence<T>{s.T, s.B, reverse, data_or_null<T>(mask), data_or_null<T>(keep_h),
-                     data_or_null<T>(keep_c), data_or_null<T>(h_mask)};
 }
 
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_forward(
     const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& c0,
-    at::TensorList params, const std::optional<at::Tensor>& mask,
+    at::TensorList params, at::TensorList packed, const std::optional<at::Tensor>& mask,
     const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& keep_c,
     const std::optional<at::Tensor>& h_mask, bool reverse, bool save, bool bias,
     bool peephole, bool layer_norm, int64_t proj_size) {
@@ -477,35 +516,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_for
                   c0.sizes() == at::IntArrayRef({s.B, s.H}),
               "rnnkit lstm: h0 must be (", s.B, ", ", s.P, ") and c0 (", s.B, ", ", s.H,
               "), got ", h0.sizes(), " and ", c0.sizes());
-  const auto m = prepare_optional(mask, x, {s.T, s.B}, "mask");
-  const auto kh = prepare_optional(keep_h, x, {s.T, s.B, s.P}, "keep_h");
-  const auto kc = prepare_optional(keep_c, x, {s.T, s.B, s.H}, "keep_c");
-  const auto hm = prepare_optional(h_mask, x, {s.B, s.P}, "h_mask");
+  const auto seq = prepare_sequence(x, s.P, s.H, reverse, mask, keep_h, keep_c, h_mask);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_forward", [&] {
-    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), c0.to(x.scalar_type()), p, s,
-                                  make_sequence<scalar_t>(s, reverse, m, kh, kc, hm), save);
+    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), c0.to(x.scalar_type()), p, packed,
+                                  s, seq.get<scalar_t>(), save);
   });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_backward(
-    const at::Tensor& d_output, const at::Tensor& d_h_n, const at::Tensor& d_c_n,
-    const at::Tensor& x_in, at::TensorList params, at::TensorList saved,
-    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
-    const std::optional<at::Tensor>& keep_c, const std::optional<at::Tensor>& h_mask,
-    bool reverse, bool bias, bool peephole, bool layer_norm, int64_t proj_size) {
+    const std::optional<at::Tensor>& d_output, const std::optional<at::Tensor>& d_h_n,
+    const std::optional<at::Tensor>& d_c_n, const at::Tensor& x_in, const at::Tensor& h0,
+    const at::Tensor& output, at::TensorList params, at::TensorList packed,
+    at::TensorList saved, const std::optional<at::Tensor>& mask,
+    const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& keep_c,
+    const std::optional<at::Tensor>& h_mask, bool reverse, bool bias, bool peephole,
+    bool layer_norm, int64_t proj_size) {
   check_input(x_in, "x");
   const auto x = x_in.contiguous();
   const auto p = parse_params(params, x, bias, peephole, layer_norm, proj_size);
   const auto s = check_sizes(x, p, proj_size);
-  const auto m = prepare_optional(mask, x, {s.T, s.B}, "mask");
-  const auto kh = prepare_optional(keep_h, x, {s.T, s.B, s.P}, "keep_h");
-  const auto kc = prepare_optional(keep_c, x, {s.T, s.B, s.H}, "keep_c");
-  const auto hm = prepare_optional(h_mask, x, {s.B, s.P}, "h_mask");
-  std::vector<at::Tensor> saved_c;
-  for (const auto& t : saved) saved_c.push_back(t.contiguous());
+  TORCH_CHECK(h0.sizes() == at::IntArrayRef({s.B, s.P}) &&
+                  output.sizes() == at::IntArrayRef({s.T, s.B, s.P}),
+              "rnnkit lstm_backward: h0 must be (", s.B, ", ", s.P, ") and output (", s.T, ", ",
+              s.B, ", ", s.P, "), got ", h0.sizes(), " and ", output.sizes());
+  const auto seq = prepare_sequence(x, s.P, s.H, reverse, mask, keep_h, keep_c, h_mask);
+  const auto d_out = prepare_output_grad(d_output, x);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_backward", [&] {
-    return backward_impl<scalar_t>(d_output, d_h_n, d_c_n, x, p, s, saved_c,
-                                   make_sequence<scalar_t>(s, reverse, m, kh, kc, hm));
+    return backward_impl<scalar_t>(d_out, d_h_n, d_c_n, x, h0.to(x.scalar_type()).contiguous(),
+                                   output.to(x.scalar_type()).contiguous(), p, packed, s,
+                                   saved, seq.get<scalar_t>());
   });
 }
 

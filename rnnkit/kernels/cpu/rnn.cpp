@@ -1,6 +1,8 @@
 // Fused Elman RNN over a sequence: h̃_t = φ(W_ih x_t + b_ih + W_hh (h_{t-1} ⊙ m) + b_hh)
 // (rnnkit/cells/rnn.py) with φ = tanh, relu or sigmoid, and the sequence semantics of
-// rnnkit/kernels/common.py. Saved, indexed by position t: h_prev (T,B,H), h̃ (T,B,H).
+// rnnkit/kernels/common.py. Saved, indexed by position t: h̃ (T,B,H) with zoneout only (it
+// is written over the input projection); otherwise nothing: h̃_t is the output y_t at every
+// step inside the sequence and h_{t-1} is the previous output (PrevState).
 #include "common.h"
 
 namespace rnnkit {
@@ -8,25 +10,25 @@ namespace {
 
 enum Activation : int64_t { kTanh = 0, kRelu = 1, kSigmoid = 2 };
 
-// h̃ = φ(a + x_proj) for one row, then the carry; a is the recurrent part W_hh h̃_{t-1}.
+// h̃ = φ(a + x_proj) for one row (xc holds x_proj and receives h̃), then the carry; a is
+// the recurrent part W_hh h̃_{t-1}.
 template <typename T>
-void step_row(const T* __restrict a, const T* __restrict x, T* __restrict cand,
-              T* __restrict h, const T* __restrict keep, T m, T* __restrict out, index_t H,
-              int64_t act) {
+void step_row(const T* __restrict a, T* xc, T* __restrict h, const T* __restrict keep, T m,
+              T* __restrict out, index_t H, int64_t act) {
   switch (act) {
     case kTanh:
       RNNKIT_SIMD
-      for (index_t j = 0; j < H; ++j) cand[j] = tanh_fast(a[j] + x[j]);
+      for (index_t j = 0; j < H; ++j) xc[j] = tanh_fast(a[j] + xc[j]);
       break;
     case kRelu:
       RNNKIT_SIMD
-      for (index_t j = 0; j < H; ++j) cand[j] = std::max(a[j] + x[j], T(0));
+      for (index_t j = 0; j < H; ++j) xc[j] = std::max(a[j] + xc[j], T(0));
       break;
     default:
       RNNKIT_SIMD
-      for (index_t j = 0; j < H; ++j) cand[j] = sigmoid(a[j] + x[j]);
+      for (index_t j = 0; j < H; ++j) xc[j] = sigmoid(a[j] + xc[j]);
   }
-  carry_row(h, cand, keep, m, out, H);
+  carry_row(h, xc, keep, m, out, H);
 }
 
 // d_a = d_h̃ ⊙ φ'(a), in place.
@@ -79,149 +81,139 @@ RnnParams parse_params(at::TensorList params, const at::Tensor& x, const at::Ten
 
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
-    const at::Tensor& x, const at::Tensor& h0, const RnnParams& p, const Sequence<T>& seq,
-    bool save, int64_t act) {
-  const index_t T_ = p.T, B = p.B, H = p.H;
+    const at::Tensor& x, const at::Tensor& h0, const RnnParams& p, at::TensorList packed,
+    const Sequence<T>& seq, bool save, int64_t act) {
+  const index_t T_ = p.T, B = p.B, H = p.H, rows = T_ * B;
   const auto opts = x.options();
-  const auto x2d = x.view({T_ * B, p.I});
-  const at::Tensor xp = project<T>(x2d, p.w_ih, p.b_ih.defined() ? p.b_ih + p.b_hh : at::Tensor());
-  auto outputs = at::empty({T_, B, H}, opts);
+  const auto w_ih_t = packed_or_pack<T>(packed, 0, p.I, H, p.w_ih.data_ptr<T>(), 1, p.I, opts,
+                                        rows);
+  // x W_ih^T + b for all steps; step t writes h̃_t over its rows
+  at::Tensor xp = project<T>(x.view({rows, p.I}), w_ih_t,
+                             p.b_ih.defined() ? p.b_ih + p.b_hh : at::Tensor());
+  at::Tensor outputs = at::empty({T_, B, H}, opts);
   auto h = h0.contiguous().clone();
-  auto h_prev = at::empty({save ? T_ : 0, B, H}, opts);
-  auto h_cand = at::empty({save ? T_ : 1, B, H}, opts);
-  auto pre = at::empty({B, H}, opts);
-  at::Tensor h_in = at::empty({seq.h_mask ? B : 0, H}, opts);
+  at::Tensor scratch = at::empty({B * H * (seq.h_mask ? 2 : 1)}, opts);  // pre, h_in
   T* h_d = h.data_ptr<T>();
   T* out_d = outputs.data_ptr<T>();
-  T* pre_d = pre.data_ptr<T>();
-  T* h_in_d = seq.h_mask ? h_in.data_ptr<T>() : nullptr;
-  const T* xp_d = xp.data_ptr<T>();
-  const T* w_hh = p.w_hh.data_ptr<T>();
-  const auto w_hh_t = pack(H, H, w_hh, 1, H, opts, T_ * B);  // W_hh^T, packed once for every step
-  const auto cand_s = slots<T>(h_cand, B * H, save);
-  auto ones = at::ones({H}, opts);
-  const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};
+  T* pre_d = scratch.data_ptr<T>();
+  T* h_in_d = seq.h_mask ? pre_d + B * H : nullptr;
+  T* xp_d = xp.data_ptr<T>();
+  const auto w_hh_t = packed_or_pack<T>(packed, 1, H, H, p.w_hh.data_ptr<T>(), 1, H, opts, rows);
+  const NeutralRows neutral(H, opts);
+  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.one<T>(), neutral.zero<T>(), B, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
-    if (save) std::memcpy(h_prev.data_ptr<T>() + t * B * H, h_d, sizeof(T) * B * H);
     const T* src = h_d;
     if (seq.h_mask) {
       apply_mask(h_in_d, h_d, seq.h_mask, B * H);
       src = h_in_d;
     }
     matmul(B, src, H, 1, w_hh_t, pre_d, H);  // h̃ W_hh^T (B, H)
-    T* cand_t = cand_s.at(t);
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
-      step_row(pre_d + b * H, xp_d + row * H, cand_t + b * H, h_d + b * H, keep_h.row(t, b),
-               seq.mask_at(t, b), out_d + row * H, H, act);
+      step_row(pre_d + b * H, xp_d + row * H, h_d + b * H, keep_h.row(t, b), seq.mask_at(t, b),
+               out_d + row * H, H, act);
     });
   }
   std::vector<at::Tensor> saved;
-  if (save) saved = {h_prev, h_cand};
+  if (save && seq.keep_h) saved = {xp.view({T_, B, H})};
   return {outputs, h, saved};
 }
 
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
-    const at::Tensor& d_out_in, const at::Tensor& d_h_n, const at::Tensor& x,
-    const RnnParams& p, at::TensorList saved, const Sequence<T>& seq, int64_t act) {
-  const index_t T_ = p.T, B = p.B, H = p.H;
-  TORCH_CHECK(saved.size() == 2, "rnnkit rnn_backward: saved must hold 2 tensors, got ",
-              saved.size());
-  const auto h_prev = saved[0].contiguous(), h_cand = saved[1].contiguous();
+    const at::Tensor& d_out, const std::optional<at::Tensor>& d_h_n, const at::Tensor& x,
+    const at::Tensor& h0, const at::Tensor& output, const RnnParams& p, at::TensorList packed,
+    at::TensorList saved, const Sequence<T>& seq, int64_t act) {
+  const index_t T_ = p.T, B = p.B, H = p.H, rows = T_ * B;
+  const size_t expected = seq.keep_h ? 1 : 0;
+  TORCH_CHECK(saved.size() == expected, "rnnkit rnn_backward: saved must hold ", expected,
+              " tensors, got ", saved.size());
+  // h̃_t: saved with zoneout, else the output (exact inside the sequence; k = 0 past it)
+  const at::Tensor cand = seq.keep_h ? saved[0].contiguous() : output;
   const auto opts = x.options();
-  const auto d_out = d_out_in.contiguous();
-  auto d_h = d_h_n.contiguous().clone();
-  auto d_a = at::empty({T_, B, H}, opts);
-  auto d_keep = at::empty({B, H}, opts);
-  auto d_rec = at::empty({B, H}, opts);
+  auto d_h = state_grad(d_h_n, x, B, H);
+  at::Tensor d_a = at::empty({T_, B, H}, opts);
+  at::Tensor scratch = at::empty({2 * B * H}, opts);  // d_keep, d_rec
+  T* d_keep_d = scratch.data_ptr<T>();
+  T* d_rec_d = d_keep_d + B * H;
   T* d_h_d = d_h.data_ptr<T>();
-  const T* d_out_d = d_out.data_ptr<T>();
+  const OutputGrad<T> d_y = output_grad<T>(d_out);
   T* d_a_d = d_a.data_ptr<T>();
-  T* d_keep_d = d_keep.data_ptr<T>();
-  T* d_rec_d = d_rec.data_ptr<T>();
-  const T* cand_d = h_cand.data_ptr<T>();
-  const T* w_hh = p.w_hh.data_ptr<T>();
-  const auto w_hh_n = pack(H, H, w_hh, H, 1, opts, T_ * B);
-
-  auto ones = at::ones({H}, opts);
-  const Keep<T> keep_h{seq.keep_h, ones.data_ptr<T>(), B, H};
+  const T* cand_d = cand.data_ptr<T>();
+  const auto w_hh_n = packed_or_pack<T>(packed, 0, H, H, p.w_hh.data_ptr<T>(), H, 1, opts, rows);
+  const NeutralRows neutral(H, opts);
+  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.one<T>(), neutral.zero<T>(), B, H};
   for (index_t k = T_ - 1; k >= 0; --k) {
     const index_t t = seq.position(k);
     T* d_a_t = d_a_d + t * B * H;
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
       T* da = d_a_t + b * H;
-      split_state_grad(d_h_d + b * H, d_out_d + row * H, seq.mask_at(t, b), keep_h.row(t, b),
-                       da, d_keep_d + b * H, H);
+      split_state_grad(d_h_d + b * H, d_y.row(t, b), d_y.inner, seq.mask_at(t, b),
+                       keep_h.row(t, b), da, d_keep_d + b * H, H);
       activation_grad_row(da, cand_d + row * H, H, act);
     });
     // a = x_proj + (h_{t-1} ⊙ m) W_hh^T  =>  d_h_{t-1} = (d_a W_hh) ⊙ m + (1 - k) d_h_t
     matmul(B, d_a_t, H, 1, w_hh_n, d_rec_d, H);
     recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * H);
   }
-  const auto d_a2 = d_a.view({T_ * B, H});
-  auto h_in = h_prev.view({T_ * B, H});
-  if (seq.h_mask) {
-    h_in = (h_prev * at::from_blob(const_cast<T*>(seq.h_mask), {B, H}, opts)).view({T_ * B, H});
-  }
   std::vector<at::Tensor> grads;
-  grads.push_back(matmul_tn<T>(d_a2, x.view({T_ * B, p.I})));
-  grads.push_back(matmul_tn<T>(d_a2, h_in));
+  at::Tensor d_w_ih = at::empty({H, p.I}, opts);
+  matmul_tn(rows, H, p.I, d_a_d, H, x.data_ptr<T>(), p.I, d_w_ih.data_ptr<T>(), p.I, opts);
+  grads.push_back(d_w_ih);
+  at::Tensor d_w_hh = at::empty({H, H}, opts);
+  const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, H,
+                          seq.reverse};
+  grad_hh(d_a_d, H, H, prev, seq.h_mask, d_w_hh.data_ptr<T>(), H, opts);
+  grads.push_back(d_w_hh);
   if (p.b_ih.defined()) {
-    grads.push_back(d_a2.sum(0));
-    grads.push_back(grads.back().clone());
+    at::Tensor d_b = at::empty({H}, opts);
+    column_sums(d_a_d, rows, H, H, d_b.data_ptr<T>());
+    grads.push_back(d_b);
+    grads.push_back(d_b.clone());
   }
-  auto d_x = matmul_nn<T>(d_a2, p.w_ih).view({T_, B, p.I});
+  const auto w_ih_n = packed_or_pack<T>(packed, 1, H, p.I, p.w_ih.data_ptr<T>(), p.I, 1, opts,
+                                        rows);
+  auto d_x = matmul_nn<T>(d_a.view({rows, H}), w_ih_n).view({T_, B, p.I});
   return {d_x, d_h, grads};
-}
-
-template <typename T>
-Sequence<T> make_sequence(const RnnParams& p, bool reverse,
-                          const std::optional<at::Tensor>& mask,
-                          const std::optional<at::Tensor>& keep_h,
-                          const std::optional<at::Tensor>& h_mask) {
-  return Sequence<T>{p.T, p.B, reverse, data_or_null<T>(mask), data_or_null<T>(keep_h),
-                     nullptr, data_or_null<T>(h_mask)};
 }
 
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_forward(
-    const at::Tensor& x_in, const at::Tensor& h0, at::TensorList params,
+    const at::Tensor& x_in, const at::Tensor& h0, at::TensorList params, at::TensorList packed,
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
     const std::optional<at::Tensor>& h_mask, bool reverse, bool save, bool bias,
     int64_t activation) {
   check_input(x_in, "x");
   const auto x = x_in.contiguous();
   const auto p = parse_params(params, x, h0, bias, activation);
-  const auto m = prepare_optional(mask, x, {p.T, p.B}, "mask");
-  const auto kh = prepare_optional(keep_h, x, {p.T, p.B, p.H}, "keep_h");
-  const auto hm = prepare_optional(h_mask, x, {p.B, p.H}, "h_mask");
+  const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_rnn_forward", [&] {
-    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), p,
-                                  make_sequence<scalar_t>(p, reverse, m, kh, hm), save,
-                                  activation);
+    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), p, packed, seq.get<scalar_t>(),
+                                  save, activation);
   });
 }
 
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_backward(
-    const at::Tensor& d_output, const at::Tensor& d_h_n, const at::Tensor& x_in,
-    at::TensorList params, at::TensorList saved, const std::optional<at::Tensor>& mask,
-    const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& h_mask,
-    bool reverse, bool bias, int64_t activation) {
+    const std::optional<at::Tensor>& d_output, const std::optional<at::Tensor>& d_h_n,
+    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& output,
+    at::TensorList params, at::TensorList packed, at::TensorList saved,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
+    const std::optional<at::Tensor>& h_mask, bool reverse, bool bias, int64_t activation) {
   check_input(x_in, "x");
   const auto x = x_in.contiguous();
-  const auto p = parse_params(params, x, d_h_n, bias, activation);
-  const auto m = prepare_optional(mask, x, {p.T, p.B}, "mask");
-  const auto kh = prepare_optional(keep_h, x, {p.T, p.B, p.H}, "keep_h");
-  const auto hm = prepare_optional(h_mask, x, {p.B, p.H}, "h_mask");
+  const auto p = parse_params(params, x, h0, bias, activation);
+  TORCH_CHECK(output.sizes() == at::IntArrayRef({p.T, p.B, p.H}), "rnnkit rnn_backward: output "
+              "must be (", p.T, ", ", p.B, ", ", p.H, "), got ", output.sizes());
+  const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
+  const auto d_out = prepare_output_grad(d_output, x);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_rnn_backward", [&] {
-    return backward_impl<scalar_t>(d_output, d_h_n, x, p, saved,
-                                   make_sequence<scalar_t>(p, reverse, m, kh, hm),
-                                   activation);
+    return backward_impl<scalar_t>(d_out, d_h_n, x, h0.to(x.scalar_type()).contiguous(),
+                                   output.to(x.scalar_type()).contiguous(), p, packed, saved,
+                                   seq.get<scalar_t>(), activation);
   });
 }
 

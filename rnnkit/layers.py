@@ -110,7 +110,7 @@ def _check_input(owner, input, input_size):
 def _check_state(owner, name, value, shape, like):
     if not torch.is_tensor(value):
         raise TypeError(f"{owner}: {name} must be a Tensor, got {type(value).__name__}")
-    if tuple(value.shape) != tuple(shape):
+    if value.shape != tuple(shape):
         raise ValueError(f"{owner}: {name} must have shape {tuple(shape)}, "
                          f"got {tuple(value.shape)}")
     if value.dtype != like.dtype:
@@ -268,7 +268,12 @@ class RNNBase(nn.Module):
         return layer_input, final_state
 
     def _cell_params(self, index):
-        params = {name: getattr(self, attr) for name, attr in self._param_names[index].items()}
+        try:  # (getattr on a Module costs ~1 us per parameter)
+            registered = self._parameters
+            params = {name: registered[attr] for name, attr in self._param_names[index].items()}
+        except KeyError:  # a parametrized or replaced weight: not a registered parameter
+            params = {name: getattr(self, attr)
+                      for name, attr in self._param_names[index].items()}
         if self.weight_drop > 0 and self.training:
             params["weight_hh"] = F.dropout(params["weight_hh"], self.weight_drop, training=True)
         return params
@@ -427,6 +432,7 @@ class _CellBase(nn.Module):
         for name, shape in self._spec.param_shapes().items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device,
                                                                    dtype=dtype)))
+        self._names = self._spec.param_names()
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -443,7 +449,11 @@ class _CellBase(nn.Module):
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         state0 = self._initial_state(hx, x, batched)
-        params = {name: getattr(self, name) for name in self._spec.param_names()}
+        try:  # (getattr on a Module costs ~1 us per parameter)
+            registered = self._parameters
+            params = {name: registered[name] for name in self._names}
+        except KeyError:  # a parametrized or replaced weight: not a registered parameter
+            params = {name: getattr(self, name) for name in self._names}
         _, state = dispatch.run(self._spec, x.unsqueeze(0), state0, params)
         if not batched:
             state = tuple(s.squeeze(0) for s in state)

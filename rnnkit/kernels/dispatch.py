@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import warnings
 
+import torch
+
 from rnnkit.kernels import bptt, reference
 
 __all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel"]
 
 KERNELS = ("reference", "bptt", "cpu")
 _cpu_state = {}
+_CPU_DTYPES = (torch.float32, torch.float64)  # what the fused kernel runs (cpu.supports)
 
 
 def cpu_kernel():
@@ -70,6 +73,11 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     Returns:
         ``(outputs, final_state)``: outputs (T, B, H_out) and a tuple like ``state0``.
     """
+    if kernel is None and x.device.type == "cpu" and "RNNKIT_KERNEL" not in os.environ:
+        module = _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
+        if module is not None and x.dtype in _CPU_DTYPES:  # the common case, kept cheap
+            return module.run(spec, x, tuple(state0), params, reverse=reverse,
+                              lengths=lengths, h_mask=h_mask, zoneout=zoneout)
     name = choose_kernel(x, kernel)
     impl = {"reference": reference.run, "bptt": bptt.run}.get(name)
     if impl is None:

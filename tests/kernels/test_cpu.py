@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.cells import CellSpec, get_activation
 from rnnkit.kernels import bptt, dispatch, reference
 from tests.util import random_inputs, random_params, spec_cases
@@ -292,3 +293,116 @@ def test_unavailable_extension_in_fresh_process(env, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "reason: None" not in result.stdout
     assert "kernel: bptt warnings: 1" in result.stdout
+
+
+# --- The packed-weight cache: decoding steps reuse packed weights until they change. ---
+
+def _cell_reference(cell, x, state):
+    """One step of ``cell`` on the reference kernel with its current parameters."""
+    params = {name: getattr(cell, name) for name in cell._spec.param_names()}
+    states = state if isinstance(state, tuple) else (state,)
+    _, new = reference.run(cell._spec, x.unsqueeze(0), states, params)
+    return new if isinstance(state, tuple) else new[0]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rnnkit.LSTMCell(5, 7, dtype=torch.float64),
+    lambda: rnnkit.LSTMCell(5, 7, peephole=True, layer_norm=True, dtype=torch.float64),
+    lambda: rnnkit.GRUCell(5, 7, dtype=torch.float64),
+    lambda: rnnkit.GRUCell(5, 7, reset_after=False, dtype=torch.float64),
+    lambda: rnnkit.RNNCell(5, 7, dtype=torch.float64)], ids=["lstm", "lstm-all", "gru",
+                                                             "gru-reset-before", "rnn"])
+@pytest.mark.parametrize("batch", [1, 20])
+def test_packed_cache_follows_parameter_updates(make, batch, monkeypatch):
+    monkeypatch.delenv("RNNKIT_KERNEL", raising=False)
+    torch.manual_seed(0)
+    cell = make()
+    x = torch.randn(batch, 5, dtype=torch.float64)
+    state = tuple(torch.randn(batch, s, dtype=torch.float64) for s in cell._spec.state_sizes)
+    state = state if cell.family == "lstm" else state[0]
+
+    def check():
+        with torch.no_grad():
+            got, want = cell(x, state), _cell_reference(cell, x, state)
+        for g, w in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,)):
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+    check()
+    packs = cpu._PACKED[id(cell.weight_hh)][3]
+    first = dict(packs)
+    check()  # unchanged weights: the very same packed tensors are used again
+    assert all(packs[k] is v for k, v in first.items())
+    # an optimizer step (in place, under no_grad) bumps _version: the next call repacks
+    optimizer = torch.optim.SGD(cell.parameters(), lr=0.5)
+    with torch.enable_grad():
+        out = cell(x, state)
+        sum(o.sum() for o in (out if isinstance(out, tuple) else (out,))).backward()
+    optimizer.step()
+    check()
+    with torch.no_grad():  # any in-place update
+        cell.weight_ih.mul_(-1.5)
+        cell.weight_hh.add_(0.25)
+    check()
+    cell.load_state_dict({k: v * 0.5 for k, v in cell.state_dict().items()})
+    check()
+    cell.weight_hh.data = cell.weight_hh.data * 2  # a new tensor behind the parameter
+    check()
+    with torch.no_grad():
+        cell.weight_hh.data.mul_(3)  # invisible to _version: documented, needs a clear
+    cpu.clear_packed_cache()
+    check()
+
+
+def test_cached_single_steps_train_like_the_reference(monkeypatch):
+    """Training a decoder step by step (T = 1 calls, cached packs) gives the reference's
+    gradients, also after optimizer steps change the weights."""
+    monkeypatch.delenv("RNNKIT_KERNEL", raising=False)
+    torch.manual_seed(1)
+    cell = rnnkit.LSTMCell(4, 20, dtype=torch.float64)
+    twin = rnnkit.LSTMCell(4, 20, dtype=torch.float64)
+    twin.load_state_dict(cell.state_dict())
+    opt, opt_twin = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (cell, twin))
+    xs = torch.randn(3, 6, 17, 4, dtype=torch.float64)
+    for x in xs:
+        for module, optimizer, kernel in ((cell, opt, None), (twin, opt_twin, "reference")):
+            if kernel:
+                monkeypatch.setenv("RNNKIT_KERNEL", kernel)
+            state = None
+            loss = 0
+            for x_t in x:
+                state = module(x_t, state)
+                loss = loss + (state[0] ** 2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monkeypatch.delenv("RNNKIT_KERNEL", raising=False)
+        for name, p in cell.named_parameters():
+            torch.testing.assert_close(p, getattr(twin, name), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("loss_on", ["outputs-sum", "final-state", "outputs-only-c"])
+@pytest.mark.parametrize("family", ["lstm", "gru", "rnn"])
+def test_gradients_when_some_outputs_get_none(family, loss_on):
+    """Gradients reach only some outputs (None for the others; an expanded one for a sum):
+    the kernels take them without materialised zeros and agree with the reference."""
+    spec = CellSpec(family, 3, 6)
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, 5, 4)
+    results = []
+    for kernel in (cpu.run, reference.run):
+        outputs, state = kernel(spec, x, state0, params, reverse=True,
+                                lengths=torch.tensor([5, 2, 4, 1]))
+        if loss_on == "outputs-sum":
+            loss = outputs.sum()
+        elif loss_on == "final-state":
+            loss = (state[0] ** 2).sum()
+        else:
+            loss = state[-1].sum() * 2
+        inputs = [x, *state0, *params.values()]
+        results.append(torch.autograd.grad(loss, inputs, allow_unused=True))
+    for got, want in zip(*results):
+        if want is None:
+            assert got is None or not got.abs().max() > 0
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -178,6 +178,29 @@ def _cacheable(params):
     return all(p.is_leaf for p in params) and not torch.compiler.is_compiling()
 
 
+_SPEC_INFO = {}  # id(spec) -> (spec, info): what run needs of a spec, computed once
+
+
+def _spec_info(spec):
+    """(op name, parameter names, flags, state count) of a spec; None: run on bptt."""
+    entry = _SPEC_INFO.get(id(spec))
+    if entry is not None and entry[0] is spec:
+        return entry[1]
+    family = spec.family
+    if family == "lstm":
+        flags = (spec.bias, spec.peephole, spec.layer_norm, spec.proj_size)
+    elif family == "gru":
+        flags = (spec.bias, spec.reset_after)
+    elif ACTIVATIONS.get(spec.activation.name) is spec.activation:
+        flags = (spec.bias, _ACTIVATION_CODES[spec.activation.name])
+    else:
+        flags = None  # a user-given activation cannot run in C++
+    info = None if flags is None else (f"{family}_forward", spec.param_names(), flags,
+                                       len(spec.state_sizes))
+    _SPEC_INFO[id(spec)] = (spec, info)
+    return info
+
+
 def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         zoneout=None):
     """Run ``spec``'s cell over ``x`` (T, B, H_in); returns ``(outputs, final_state)``.
@@ -185,59 +208,50 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     Same arguments and results as :func:`rnnkit.kernels.bptt.run`; a user-given
     activation (not tanh/relu/sigmoid by name) is run by the bptt kernel instead.
     """
-    family = spec.family
-    if family == "rnn" and ACTIVATIONS.get(spec.activation.name) is not spec.activation:
+    info = _spec_info(spec)
+    if info is None:
         return bptt.run(spec, x, state0, params, reverse=reverse, lengths=lengths,
                         h_mask=h_mask, zoneout=zoneout)
+    op_name, names, flags, state_count = info
     compiling = torch.compiler.is_compiling()
     if not _OPS and not compiling:  # under torch.compile the ops are loaded already
         load()
-    seq_len, batch = x.size(0), x.size(1)
-    param_list = [params[name] for name in spec.param_names()]
-    mask = keeps = None
-    if lengths is not None:
-        mask = length_mask(lengths, seq_len, x)  # (T, B, 1)
-    if zoneout is not None:  # k = m (1 - z); without zoneout the kernel takes k = m itself
-        keeps = [torch.as_tensor(k, dtype=x.dtype).expand(seq_len, batch, size).contiguous()
-                 for k, size in zip(keep_coefficients(mask, zoneout, len(spec.state_sizes)),
-                                    spec.state_sizes)]
-    if mask is not None:
-        mask = mask.view(seq_len, batch)
-    if h_mask is not None:
-        h_mask = h_mask.to(x.dtype).expand(batch, spec.output_size).contiguous()
+    param_list = [params[name] for name in names]
+    mask = None
+    keeps = (None,) * state_count
+    if lengths is not None or zoneout is not None or h_mask is not None:
+        mask, keeps, h_mask = _sequence_tensors(spec, x, lengths, h_mask, zoneout)
     save = torch.is_grad_enabled() and (
         x.requires_grad or any(t.requires_grad for t in state0)
         or any(t.requires_grad for t in param_list))
     packed = []
-    if (not save or seq_len == 1) and not compiling and _cacheable(param_list):
+    if (not save or x.size(0) == 1) and not compiling and all(p.is_leaf for p in param_list):
         packed = _packed_list(spec, param_list, backward=False)
-    ops = torch.ops.rnnkit
-    if family == "lstm":
-        keep_h, keep_c = keeps if keeps is not None else (None, None)
-        outputs, h_n, c_n, _ = _call(
-            ops.lstm_forward.default, save, x, state0[0], state0[1], param_list, packed, mask,
-            keep_h, keep_c, h_mask, reverse, save, spec.bias, spec.peephole, spec.layer_norm,
-            spec.proj_size)
-        return outputs, (h_n, c_n)
-    keep_h = keeps[0] if keeps is not None else None
-    if family == "gru":
-        outputs, h_n, _ = _call(ops.gru_forward.default, save, x, state0[0], param_list, packed,
-                                mask, keep_h, h_mask, reverse, save, spec.bias,
-                                spec.reset_after)
-    else:
-        outputs, h_n, _ = _call(ops.rnn_forward.default, save, x, state0[0], param_list,
-                                packed, mask, keep_h, h_mask, reverse, save, spec.bias,
-                                _ACTIVATION_CODES[spec.activation.name])
-    return outputs, (h_n,)
+    op = getattr(torch.ops.rnnkit, op_name).default if compiling else _OPS[op_name]
+    args = (x, *state0, param_list, packed, mask, *keeps, h_mask, reverse, save, *flags)
+    if save or compiling:
+        result = op(*args)
+    else:  # below autograd: its Python wrapper costs as much as a small decoding step
+        with torch._C._AutoDispatchBelowAutograd():
+            result = op(*args)
+    return result[0], tuple(result[1:1 + state_count])
 
 
-def _call(op, save, *args):
-    """Call ``op``; without gradients, below autograd (its Python wrapper costs ~10 us,
-    as much as a whole decoding step of a small cell)."""
-    if save or torch.compiler.is_compiling():
-        return op(*args)
-    with torch._C._AutoDispatchBelowAutograd():
-        return op(*args)
+def _sequence_tensors(spec, x, lengths, h_mask, zoneout):
+    """The length mask (T, B), keep coefficients per state and recurrent-dropout mask."""
+    seq_len, batch = x.size(0), x.size(1)
+    mask = length_mask(lengths, seq_len, x) if lengths is not None else None  # (T, B, 1)
+    keeps = (None,) * len(spec.state_sizes)
+    if zoneout is not None:  # k = m (1 - z); without zoneout the kernel takes k = m itself
+        keeps = tuple(
+            torch.as_tensor(k, dtype=x.dtype).expand(seq_len, batch, size).contiguous()
+            for k, size in zip(keep_coefficients(mask, zoneout, len(spec.state_sizes)),
+                               spec.state_sizes))
+    if mask is not None:
+        mask = mask.view(seq_len, batch)
+    if h_mask is not None:
+        h_mask = h_mask.to(x.dtype).expand(batch, spec.output_size).contiguous()
+    return mask, keeps, h_mask
 
 
 # --- Fake (shape) implementations and autograd formulas of the C++ ops. ---
@@ -360,4 +374,5 @@ def _register_python_side():
         torch.library.register_autograd(f"rnnkit::{name}",
                                         _backward(name, state_count, _SPEC_OF[name]),
                                         setup_context=_setup_context(state_count))
-    _OPS["pack_weight"] = torch.ops.rnnkit.pack_weight.default
+    for name in ("pack_weight", "lstm_forward", "gru_forward", "rnn_forward"):
+        _OPS[name] = getattr(torch.ops.rnnkit, name).default

@@ -155,14 +155,12 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   const auto opts = x.options();
   // The input projection with every bias that is not inside r ⊙ (...) folded in; step t
   // writes its gates over its rows.
-  at::Tensor folded;
-  if (p.b_ih.defined()) {
-    folded = p.b_ih + p.b_hh;
-    if (reset_after) folded.narrow(0, 2 * H, H).copy_(p.b_ih.narrow(0, 2 * H, H));
-  }
   const auto w_ih_t = packed_or_pack<T>(packed, 0, p.I, G, p.w_ih.data_ptr<T>(), 1, p.I, opts,
                                         rows);
-  at::Tensor xp = project<T>(x.view({rows, p.I}), w_ih_t, folded);
+  at::Tensor xp = p.b_ih.defined()
+                      ? project<T>(x.view({rows, p.I}), w_ih_t, p.b_ih.data_ptr<T>(),
+                                   p.b_hh.data_ptr<T>(), reset_after ? 2 * H : G)
+                      : project<T>(x.view({rows, p.I}), w_ih_t);
   at::Tensor outputs = at::empty({T_, B, H}, opts);
   auto h = h0.contiguous().clone();
   at::Tensor extra = at::empty({save ? T_ : 1, B, H}, opts);
@@ -181,9 +179,9 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
                                                       opts, rows);
   const T* b_hn = (reset_after && p.b_hh.defined()) ? p.b_hh.data_ptr<T>() + 2 * H : nullptr;
   const auto extra_s = slots<T>(extra, B * H, save);
-  const NeutralRows neutral(H, opts);
-  if (!b_hn) b_hn = neutral.zero<T>();
-  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.one<T>(), neutral.zero<T>(), B, H};
+  const NeutralRows<T> neutral(H);
+  if (!b_hn) b_hn = neutral.zeros;
+  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.ones, neutral.zeros, B, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
@@ -250,9 +248,9 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const auto w_hn_n = reset_after ? Packed<T>{}
                                   : packed_or_pack<T>(packed, 2, H, H, w_hh + 2 * H * H, H, 1,
                                                       opts, rows);
-  const NeutralRows neutral(H, opts);
-  const T* ones_d = neutral.one<T>();
-  const Keep<T> keep_h{seq.keep_h, seq.mask, ones_d, neutral.zero<T>(), B, H};
+  const NeutralRows<T> neutral(H);
+  const T* ones_d = neutral.ones;
+  const Keep<T> keep_h{seq.keep_h, seq.mask, ones_d, neutral.zeros, B, H};
   const T* h_mask = seq.h_mask;  // null: all ones
   const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, H,
                           seq.reverse};

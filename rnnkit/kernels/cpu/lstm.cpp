@@ -173,8 +173,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   // of step t are then written over its rows; with layer norm its rows become x̂_ih in place.
   const auto w_ih_t = packed_or_pack<T>(packed, 0, s.I, G, p.w_ih.data_ptr<T>(), 1, s.I, opts,
                                         rows);
-  at::Tensor xp = project<T>(x.view({rows, s.I}), w_ih_t,
-                             (bias && !ln) ? p.b_ih + p.b_hh : at::Tensor());
+  at::Tensor xp = (bias && !ln) ? project<T>(x.view({rows, s.I}), w_ih_t, p.b_ih.data_ptr<T>(),
+                                             p.b_hh.data_ptr<T>())
+                                : project<T>(x.view({rows, s.I}), w_ih_t);
   T* xp_d = xp.data_ptr<T>();
   at::Tensor inv_std_ih, shift_all;
   const T *g_ih = nullptr, *g_hh = nullptr, *shift_d = nullptr;
@@ -190,12 +191,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
     g_hh = p.ln_hh_w.data_ptr<T>();
   }
   at::Tensor outputs = at::empty({T_, B, P}, opts);
-  auto h = h0.contiguous().clone();
-  auto c = c0.contiguous().clone();
-  at::Tensor c_prev = at::empty({save ? T_ : 0, B, H}, opts);
-  at::Tensor m_all = at::empty({proj ? (save ? T_ : 1) : 0, B, H}, opts);
-  at::Tensor x_hat_hh = at::empty({ln ? (save ? T_ : 1) : 0, B, G}, opts);
-  at::Tensor inv_std_hh = at::empty({ln ? (save ? T_ : 1) : 0, B}, opts);
+  at::Tensor h = h0.contiguous().clone();
+  at::Tensor c = c0.contiguous().clone();
+  const index_t slots_n = save ? T_ : 1;
+  at::Tensor c_prev = save ? at::empty({T_, B, H}, opts) : at::Tensor();
+  at::Tensor m_all = proj ? at::empty({slots_n, B, H}, opts) : at::Tensor();
+  at::Tensor x_hat_hh = ln ? at::empty({slots_n, B, G}, opts) : at::Tensor();
+  at::Tensor inv_std_hh = ln ? at::empty({slots_n, B}, opts) : at::Tensor();
   // per-step scratch: hh (B, G), [gates (B, G) with layer norm], c_new, c_hat (B, H),
   // h_in, h_cand (B, P)
   at::Tensor scratch = at::empty({B * ((ln ? 2 : 1) * G + 2 * H + 2 * P)}, opts);
@@ -217,9 +219,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   const auto xh_hh_s = ln ? slots<T>(x_hat_hh, B * G, save) : Slots<T>{nullptr, 0, false};
   const auto rs_hh_s = ln ? slots<T>(inv_std_hh, B, save) : Slots<T>{nullptr, 0, false};
 
-  const NeutralRows neutral(std::max(G, P), opts);
-  const T* ones = neutral.one<T>();
-  const T* zeros = neutral.zero<T>();
+  const NeutralRows<T> neutral(std::max(G, P));
+  const T* ones = neutral.ones;
+  const T* zeros = neutral.zeros;
   const Keep<T> keep_h{seq.keep_h, seq.mask, ones, zeros, B, P};
   const Keep<T> keep_c{seq.keep_c, seq.mask, ones, zeros, B, H};
   const StepRow<T> step_row{peep ? p.w_ci.data_ptr<T>() : zeros,
@@ -348,9 +350,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   const auto w_hr_n = proj ? packed_or_pack<T>(packed, 2, P, H, p.w_hr.data_ptr<T>(), H, 1, opts,
                                                rows)
                            : Packed<T>{};
-  const NeutralRows neutral(std::max(G, P), opts);
-  const T* ones = neutral.one<T>();
-  const T* zeros = neutral.zero<T>();
+  const NeutralRows<T> neutral(std::max(G, P));
+  const T* ones = neutral.ones;
+  const T* zeros = neutral.zeros;
   const T* w_ci = peep ? p.w_ci.data_ptr<T>() : zeros;
   const T* w_cf = peep ? p.w_cf.data_ptr<T>() : zeros;
   const T* w_co = peep ? p.w_co.data_ptr<T>() : zeros;

@@ -88,8 +88,9 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   const auto w_ih_t = packed_or_pack<T>(packed, 0, p.I, H, p.w_ih.data_ptr<T>(), 1, p.I, opts,
                                         rows);
   // x W_ih^T + b for all steps; step t writes h̃_t over its rows
-  at::Tensor xp = project<T>(x.view({rows, p.I}), w_ih_t,
-                             p.b_ih.defined() ? p.b_ih + p.b_hh : at::Tensor());
+  at::Tensor xp = p.b_ih.defined() ? project<T>(x.view({rows, p.I}), w_ih_t,
+                                                p.b_ih.data_ptr<T>(), p.b_hh.data_ptr<T>())
+                                   : project<T>(x.view({rows, p.I}), w_ih_t);
   at::Tensor outputs = at::empty({T_, B, H}, opts);
   auto h = h0.contiguous().clone();
   at::Tensor scratch = at::empty({B * H * (seq.h_mask ? 2 : 1)}, opts);  // pre, h_in
@@ -99,8 +100,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
   T* h_in_d = seq.h_mask ? pre_d + B * H : nullptr;
   T* xp_d = xp.data_ptr<T>();
   const auto w_hh_t = packed_or_pack<T>(packed, 1, H, H, p.w_hh.data_ptr<T>(), 1, H, opts, rows);
-  const NeutralRows neutral(H, opts);
-  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.one<T>(), neutral.zero<T>(), B, H};
+  const NeutralRows<T> neutral(H);
+  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.ones, neutral.zeros, B, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
@@ -143,8 +144,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   T* d_a_d = d_a.data_ptr<T>();
   const T* cand_d = cand.data_ptr<T>();
   const auto w_hh_n = packed_or_pack<T>(packed, 0, H, H, p.w_hh.data_ptr<T>(), H, 1, opts, rows);
-  const NeutralRows neutral(H, opts);
-  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.one<T>(), neutral.zero<T>(), B, H};
+  const NeutralRows<T> neutral(H);
+  const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.ones, neutral.zeros, B, H};
   for (index_t k = T_ - 1; k >= 0; --k) {
     const index_t t = seq.position(k);
     T* d_a_t = d_a_d + t * B * H;

@@ -96,6 +96,20 @@ def test_matches_reference_wide_batch(family, dtype):
                     lambda s, t, b, d: _options(s, "dropout-zoneout", t, b, d), relative=True)
 
 
+@pytest.mark.parametrize("scenario", ["plain", "reverse-lengths", "dropout-zoneout"])
+@pytest.mark.parametrize("family", ["lstm-all", "lstm", "gru", "gru-reset-before", "rnn"])
+@pytest.mark.parametrize("seq_len, batch", [(20, 60), (600, 1)])
+def test_matches_reference_over_several_backward_chunks(family, scenario, seq_len, batch):
+    """Long enough that backward hands its gradients to the weight GEMMs in several chunks
+    of steps (ChunkPlan: about 256 rows each), first steps of sequences in any chunk."""
+    specs = {"lstm-all": CellSpec("lstm", 3, 6, peephole=True, layer_norm=True, proj_size=4),
+             "lstm": CellSpec("lstm", 3, 6), "gru": CellSpec("gru", 3, 6),
+             "gru-reset-before": CellSpec("gru", 3, 6, reset_after=False),
+             "rnn": CellSpec("rnn", 3, 6)}
+    _assert_matches(specs[family], seq_len, batch, torch.float64,
+                    lambda s, t, b, d: _options(s, scenario, t, b, d))
+
+
 def test_results_do_not_depend_on_thread_count():
     spec = CellSpec("lstm", 8, 45, layer_norm=True)
     params = random_params(spec, dtype=torch.float64)

@@ -753,47 +753,92 @@ struct PrevState {
   }
 };
 
-// C (m x P) = sum over positions t of a_t^T h̃_{t-1}, h̃ = h ⊙ h_mask the input of W_hh at
-// step t: the weight gradient of W_hh. a: T*B rows of m values, row stride lda. Without a
-// recurrent-dropout mask this is one GEMM over the outputs shifted by one step (a padded
-// step's output is 0, and its a rows are 0) plus one over h0 for each sequence's first step,
-// so h_{t-1} is never copied.
-template <typename T>
-void grad_hh(const T* a, index_t lda, index_t m, const PrevState<T>& prev, const T* h_mask,
-             T* c, index_t ldc, const at::TensorOptions& opts) {
-  const index_t T_ = prev.steps, B = prev.batch, P = prev.width;
-  if (h_mask) {
-    at::Tensor h_in = at::empty({T_ * B, P}, opts);
-    T* d = h_in.data_ptr<T>();
-    for_rows(T_ * B, P, [&](index_t r) {
-      apply_mask(d + r * P, prev.row(r / B, r % B), h_mask + (r % B) * P, P);
-    });
-    matmul_tn(T_ * B, m, P, a, lda, d, P, c, ldc, opts);
-    return;
-  }
-  at::Tensor first = at::empty({B, m}, opts);
-  T* f = first.data_ptr<T>();
-  for (index_t b = 0; b < B; ++b) {
-    std::memcpy(f + b * m, a + (prev.first(b) * B + b) * lda, sizeof(T) * m);
-  }
-  matmul_tn(B, m, P, f, m, prev.h0, P, c, ldc, opts);
-  if (T_ > 1) {  // forward: a_t with y_{t-1} for t >= 1; reverse: a_t with y_{t+1} for t < T-1
-    const T* a_rows = prev.reverse ? a : a + B * lda;
-    const T* y_rows = prev.reverse ? prev.out + B * P : prev.out;
-    matmul_tn((T_ - 1) * B, m, P, a_rows, lda, y_rows, P, c, ldc, opts, true);
-  }
-}
+// The reverse recurrence hands its per-step gradients to the big GEMMs in chunks of steps
+// (about kChunkRows rows each), so the (T, B, G) gradient of the pre-activations is never
+// held whole: a chunk buffer is filled, flushed into dW_ih, dW_hh, d_x and the biases, and
+// reused. Processing index k runs T-1 .. 0; a chunk is k in [lo, hi), which covers the
+// positions [p0, p1); it is flushed after its last step, k == lo.
+constexpr index_t kChunkRows = 256;
 
-// Column sums of rows (T*B x n, row stride ld) into out, each column summed in a fixed order
-// (the same for any thread count). The bias gradients.
+struct ChunkPlan {
+  index_t steps, size;
+  bool reverse;
+  ChunkPlan(index_t T, index_t B, bool reverse_, index_t rows = kChunkRows)
+      : steps(T), size(std::max<index_t>(1, std::min<index_t>(T, (rows + B - 1) / B))),
+        reverse(reverse_) {}
+  index_t lo(index_t k) const { return (k / size) * size; }
+  index_t hi(index_t k) const { return std::min(steps, lo(k) + size); }
+  index_t p0(index_t k) const { return reverse ? steps - hi(k) : lo(k); }
+  index_t p1(index_t k) const { return reverse ? steps - lo(k) : hi(k); }
+  bool last(index_t k) const { return k == lo(k); }
+};
+
+// out[j] += column sums of rows (rows x n, row stride ld), each column in a fixed order.
 template <typename T>
-void column_sums(const T* a, index_t rows, index_t n, index_t ld, T* out) {
-  std::fill(out, out + n, T(0));
+void add_column_sums(const T* a, index_t rows, index_t n, index_t ld, T* out) {
   for (index_t r = 0; r < rows; ++r) {
     const T* ar = a + r * ld;
     RNNKIT_SIMD
     for (index_t j = 0; j < n; ++j) out[j] += ar[j];
   }
+}
+
+// One chunk (positions [p0, p1)) of the input side: dW_ih += d_xp^T x, d_x = d_xp W_ih,
+// d_bias += column sums of d_xp (if given). d_xp: the chunk's rows, row stride ldd, G wide.
+template <typename T>
+void input_grads_chunk(const T* d_xp, index_t ldd, index_t G, index_t p0, index_t p1,
+                       index_t B, const T* x, index_t I, const Packed<T>& w_ih_n, T* d_w_ih,
+                       T* d_x, T* d_bias, const at::TensorOptions& opts) {
+  const index_t n = (p1 - p0) * B;
+  matmul_tn(n, G, I, d_xp, ldd, x + p0 * B * I, I, d_w_ih, I, opts, true);
+  matmul(n, d_xp, ldd, 1, w_ih_n, d_x + p0 * B * I, I);
+  if (d_bias) add_column_sums(d_xp, n, G, ldd, d_bias);
+}
+
+// C (m x P) += sum over positions t in [p0, p1) of a_t^T h̃_{t-1}, h̃ = h ⊙ h_mask the input
+// of W_hh at step t: a chunk of the weight gradient of W_hh. a: the chunk's rows (row stride
+// lda, m wide). Without a recurrent-dropout mask this is one GEMM over the outputs shifted
+// by one step (a padded step's output is 0, and its rows of a are 0) plus one over h0 for
+// the sequences whose first step lies in the chunk, so h_{t-1} is never copied.
+template <typename T>
+void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
+             const PrevState<T>& prev, const T* h_mask, T* c, index_t ldc,
+             const at::TensorOptions& opts) {
+  const index_t T_ = prev.steps, B = prev.batch, P = prev.width, n = (p1 - p0) * B;
+  if (h_mask) {
+    at::Tensor h_in = at::empty({n, P}, opts);
+    T* d = h_in.data_ptr<T>();
+    for_rows(n, P, [&](index_t r) {
+      const index_t t = p0 + r / B, b = r % B;
+      apply_mask(d + r * P, prev.row(t, b), h_mask + b * P, P);
+    });
+    matmul_tn(n, m, P, a, lda, d, P, c, ldc, opts, true);
+    return;
+  }
+  // forward: a_t with y_{t-1} for t >= 1; reverse: a_t with y_{t+1} for t < T-1
+  const index_t lo = prev.reverse ? p0 : std::max<index_t>(p0, 1);
+  const index_t hi = prev.reverse ? std::min<index_t>(p1, T_ - 1) : p1;
+  if (hi > lo) {
+    const T* y_rows = prev.out + (prev.reverse ? lo + 1 : lo - 1) * B * P;
+    matmul_tn((hi - lo) * B, m, P, a + (lo - p0) * B * lda, lda, y_rows, P, c, ldc, opts,
+              true);
+  }
+  std::vector<index_t> firsts;
+  for (index_t b = 0; b < B; ++b) {
+    const index_t t = prev.first(b);
+    if (t >= p0 && t < p1) firsts.push_back(b);
+  }
+  if (firsts.empty()) return;
+  const index_t nf = static_cast<index_t>(firsts.size());
+  at::Tensor gathered = at::empty({nf, m + P}, opts);
+  T* f = gathered.data_ptr<T>();
+  T* h = f + nf * m;
+  for (index_t i = 0; i < nf; ++i) {
+    const index_t b = firsts[i];
+    std::memcpy(f + i * m, a + ((prev.first(b) - p0) * B + b) * lda, sizeof(T) * m);
+    std::memcpy(h + i * P, prev.h0 + b * P, sizeof(T) * P);
+  }
+  matmul_tn(nf, m, P, f, m, h, P, c, ldc, opts, true);
 }
 
 }  // namespace rnnkit

@@ -227,8 +227,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const auto gates = saved[0].contiguous(), extra = saved[1].contiguous();
   const auto opts = x.options();
   auto d_h = state_grad(d_h_n, x, B, H);
-  at::Tensor d_xp = at::empty({T_, B, G}, opts);
-  at::Tensor d_hh_n = at::empty({reset_after ? T_ : 0, B, H}, opts);
+  const ChunkPlan plan(T_, B, seq.reverse);
+  // one chunk of steps: d_xp (the gradient of the input projection) and, with reset_after,
+  // the n block of the recurrent side, d_a_n ⊙ r (for dW_hn and b_hn)
+  at::Tensor d_xp = at::empty({plan.size, B, G}, opts);
+  at::Tensor d_hh_n = reset_after ? at::empty({plan.size, B, H}, opts) : at::Tensor();
   // scratch: d_cand, d_keep, d_rec, d_rh (B, H) and the step's d_hh (B, G)
   at::Tensor scratch = at::empty({B * (4 * H + G)}, opts);
   T* d_cand_d = scratch.data_ptr<T>();
@@ -245,6 +248,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const T* w_hh = p.w_hh.data_ptr<T>();
   const auto w_hh_n = packed_or_pack<T>(packed, 0, reset_after ? G : 2 * H, H, w_hh, H, 1, opts,
                                         rows);
+  const auto w_ih_n = packed_or_pack<T>(packed, 1, G, p.I, p.w_ih.data_ptr<T>(), p.I, 1, opts,
+                                        rows);
   const auto w_hn_n = reset_after ? Packed<T>{}
                                   : packed_or_pack<T>(packed, 2, H, H, w_hh + 2 * H * H, H, 1,
                                                       opts, rows);
@@ -254,65 +259,66 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const T* h_mask = seq.h_mask;  // null: all ones
   const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, H,
                           seq.reverse};
+  at::Tensor d_w_ih = at::zeros({G, p.I}, opts);
+  at::Tensor d_w_hh = at::zeros({G, H}, opts);
+  at::Tensor d_b_ih = at::zeros({G}, opts);
+  at::Tensor d_b_hn = at::zeros({H}, opts);
+  at::Tensor d_x = at::empty({T_, B, p.I}, opts);
+  T* d_w_hh_d = d_w_hh.data_ptr<T>();
 
   for (index_t k = T_ - 1; k >= 0; --k) {
-    const index_t t = seq.position(k);
+    const index_t t = seq.position(k), p0 = plan.p0(k);
+    T* d_xp_t = d_xp_d + (t - p0) * B * G;
     for_rows(B, G, [&](index_t b) {
       const index_t row = t * B + b;
       T* dc = d_cand_d + b * H;
       T* dk = d_keep_d + b * H;
       split_state_grad(d_h_d + b * H, d_y.row(t, b), d_y.inner, seq.mask_at(t, b),
                        keep_h.row(t, b), dc, dk, H);
-      update_grad_row(dc, prev.row(t, b), gates_d + row * G, dk, d_xp_d + row * G, H);
+      update_grad_row(dc, prev.row(t, b), gates_d + row * G, dk, d_xp_t + b * G, H);
       if (reset_after) {
-        reset_after_grad_row(gates_d + row * G, extra_d + row * H, d_xp_d + row * G,
-                             d_hh_d + b * G, d_hh_n_d + row * H, H);
+        reset_after_grad_row(gates_d + row * G, extra_d + row * H, d_xp_t + b * G,
+                             d_hh_d + b * G, d_hh_n_d + ((t - p0) * B + b) * H, H);
       }
     });
-    T* d_xp_t = d_xp_d + t * B * G;
     if (reset_after) {
       matmul(B, d_hh_d, G, 1, w_hh_n, d_rec_d, H);
       recurrent_grad(d_h_d, d_rec_d, h_mask, d_keep_d, B * H);
-      continue;
+    } else {
+      // a_n = x_n + (r ⊙ h̃) W_hn^T + b_hn  =>  d(r ⊙ h̃) = d_a_n W_hn
+      matmul(B, d_xp_t + 2 * H, G, 1, w_hn_n, d_rh_d, H);
+      for_rows(B, H, [&](index_t b) {
+        reset_before_grad_row(d_rh_d + b * H, prev.row(t, b), h_mask ? h_mask + b * H : ones_d,
+                              gates_d + (t * B + b) * G, d_xp_t + b * G, H);
+      });
+      matmul(B, d_xp_t, G, 1, w_hh_n, d_rec_d, H);  // d_a_rz W_hrz
+      for_rows(B, H, [&](index_t b) {
+        reset_before_state_grad_row(d_rec_d + b * H, d_rh_d + b * H, gates_d + (t * B + b) * G,
+                                    h_mask ? h_mask + b * H : ones_d, d_keep_d + b * H,
+                                    d_h_d + b * H, H);
+      });
     }
-    // a_n = x_n + (r ⊙ h̃) W_hn^T + b_hn  =>  d(r ⊙ h̃) = d_a_n W_hn
-    matmul(B, d_xp_t + 2 * H, G, 1, w_hn_n, d_rh_d, H);
-    for_rows(B, H, [&](index_t b) {
-      reset_before_grad_row(d_rh_d + b * H, prev.row(t, b), h_mask ? h_mask + b * H : ones_d,
-                            gates_d + (t * B + b) * G, d_xp_t + b * G, H);
-    });
-    matmul(B, d_xp_t, G, 1, w_hh_n, d_rec_d, H);  // d_a_rz W_hrz
-    for_rows(B, H, [&](index_t b) {
-      reset_before_state_grad_row(d_rec_d + b * H, d_rh_d + b * H, gates_d + (t * B + b) * G,
-                                  h_mask ? h_mask + b * H : ones_d, d_keep_d + b * H,
-                                  d_h_d + b * H, H);
-    });
+    if (plan.last(k)) {  // the chunk's weight gradients and d_x
+      const index_t p1 = plan.p1(k), n = (p1 - p0) * B;
+      input_grads_chunk(d_xp_d, G, G, p0, p1, B, x.data_ptr<T>(), p.I, w_ih_n,
+                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), d_b_ih.data_ptr<T>(), opts);
+      grad_hh(d_xp_d, G, 2 * H, p0, p1, prev, h_mask, d_w_hh_d, H, opts);  // r and z blocks
+      if (reset_after) {
+        grad_hh(d_hh_n_d, H, H, p0, p1, prev, h_mask, d_w_hh_d + 2 * H * H, H, opts);
+        add_column_sums(d_hh_n_d, n, H, H, d_b_hn.data_ptr<T>());
+      } else {
+        matmul_tn(n, H, H, d_xp_d + 2 * H, G, extra_d + p0 * B * H, H, d_w_hh_d + 2 * H * H, H,
+                  opts, true);
+      }
+    }
   }
-
-  std::vector<at::Tensor> grads;
-  at::Tensor d_w_ih = at::empty({G, p.I}, opts);
-  matmul_tn(rows, G, p.I, d_xp_d, G, x.data_ptr<T>(), p.I, d_w_ih.data_ptr<T>(), p.I, opts);
-  grads.push_back(d_w_ih);
-  at::Tensor d_w_hh = at::empty({G, H}, opts);
-  T* d_w_hh_d = d_w_hh.data_ptr<T>();
-  grad_hh(d_xp_d, G, 2 * H, prev, h_mask, d_w_hh_d, H, opts);  // r and z blocks
-  if (reset_after) {
-    grad_hh(d_hh_n_d, H, H, prev, h_mask, d_w_hh_d + 2 * H * H, H, opts);
-  } else {
-    matmul_tn(rows, H, H, d_xp_d + 2 * H, G, extra_d, H, d_w_hh_d + 2 * H * H, H, opts);
-  }
-  grads.push_back(d_w_hh);
+  std::vector<at::Tensor> grads{d_w_ih, d_w_hh};
   if (p.b_ih.defined()) {
-    at::Tensor d_b_ih = at::empty({G}, opts);
-    column_sums(d_xp_d, rows, G, G, d_b_ih.data_ptr<T>());
-    auto d_b_hh = d_b_ih.clone();
-    if (reset_after) column_sums(d_hh_n_d, rows, H, H, d_b_hh.data_ptr<T>() + 2 * H);
+    at::Tensor d_b_hh = d_b_ih.clone();
+    if (reset_after) d_b_hh.narrow(0, 2 * H, H).copy_(d_b_hn);
     grads.push_back(d_b_ih);
     grads.push_back(d_b_hh);
   }
-  const auto w_ih_n = packed_or_pack<T>(packed, 1, G, p.I, p.w_ih.data_ptr<T>(), p.I, 1, opts,
-                                        rows);
-  auto d_x = matmul_nn<T>(d_xp.view({rows, G}), w_ih_n).view({T_, B, p.I});
   return {d_x, d_h, grads};
 }
 

@@ -320,11 +320,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   const index_t rows = T_ * B;
   auto d_h = state_grad(d_h_n, x, B, P);  // gradient arriving at the carried h
   auto d_c = state_grad(d_c_n, x, B, H);
-  // d_z, the gradient of the pre-activations, for every step; with layer norm its two
-  // layer-norm backwards instead: d_xp (input side) and d_hh (recurrent side).
-  at::Tensor d_xp = at::empty({T_, B, G}, opts);
-  auto d_hh = ln ? at::empty({T_, B, G}, opts) : d_xp;
-  at::Tensor d_h_cand = at::empty({proj ? T_ : 1, B, P}, opts);
+  // d_z, the gradient of the pre-activations, for one chunk of steps (ChunkPlan); with
+  // layer norm its two layer-norm backwards instead: d_xp (input side), d_hh (recurrent).
+  // (layer norm keeps two chunk buffers: half the rows each)
+  const ChunkPlan plan(T_, B, seq.reverse, ln ? kChunkRows / 2 : kChunkRows);
+  at::Tensor d_xp = at::empty({plan.size, B, G}, opts);
+  at::Tensor d_hh = ln ? at::empty({plan.size, B, G}, opts) : d_xp;
+  at::Tensor d_h_cand = at::empty({proj ? plan.size : 1, B, P}, opts);
   // scratch: d_keep (B,P), d_m (B,H), d_rec (B,P), d_c_from_h (B,H), per row c_t (H) and
   // with layer norm also gates (G), d_z (G), ĉ (H), d_ĉ (H)
   const index_t row_n = ln ? 2 * G + 3 * H : H;
@@ -374,9 +376,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     rs_hh_d = inv_std_hh.data_ptr<T>();
   }
 
+  const auto w_ih_n = packed_or_pack<T>(packed, 1, G, s.I, p.w_ih.data_ptr<T>(), s.I, 1, opts,
+                                        rows);
+  const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, P,
+                          seq.reverse};
+  at::Tensor d_w_ih = at::zeros({G, s.I}, opts);
+  at::Tensor d_w_hh = at::zeros({G, P}, opts);
+  at::Tensor d_w_hr = proj ? at::zeros({P, H}, opts) : at::Tensor();
+  at::Tensor d_bias = at::zeros({G}, opts);
+  at::Tensor d_x = at::empty({T_, B, s.I}, opts);
+
   for (index_t k = T_ - 1; k >= 0; --k) {
-    const index_t t = seq.position(k);
-    T* d_hc_t = d_hc_d + (proj ? t * B * P : 0);
+    const index_t t = seq.position(k), p0 = plan.p0(k);
+    T* d_hc_t = d_hc_d + (proj ? (t - p0) * B * P : 0);
     for_rows(B, P, [&](index_t b) {
       split_state_grad(d_h_d + b * P, d_y.row(t, b), d_y.inner, seq.mask_at(t, b),
                        keep_h.row(t, b), d_hc_t + b * P, d_keep_d + b * P, P);
@@ -386,7 +398,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     }
     const T* d_m_src = proj ? d_m_d : d_hc_t;
     for_rows(B, G, [&](index_t b) {
-      const index_t row = t * B + b;
+      const index_t row = t * B + b, local = (t - p0) * B + b;
       const T* cp = c_prev_d + row * H;
       const T* d_m = d_m_src + b * H;
       T* d_from_h = d_cfh_d + b * H;
@@ -397,7 +409,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
       T *ch = nullptr, *dch = nullptr;
       if (!ln) {
         gate = const_cast<T*>(gates_d + row * G);
-        dz = d_xp_d + row * G;
+        dz = d_xp_d + local * G;
         cn = rows_d + b * row_n;
         RNNKIT_SIMD
         for (index_t j = 0; j < H; ++j) cn[j] = gate[H + j] * cp[j] + gate[j] * gate[2 * H + j];
@@ -451,40 +463,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
           a_gh[j] += dz[j] * xh[j];
           a_b[j] += dz[j];
         }
-        normalize_row_backward(dz, xh, rs_hh_d[row], g_hh, d_hh_d + row * G, G);
-        normalize_row_backward(dz, xi, rs_ih_d[row], g_ih, d_xp_d + row * G, G);
+        normalize_row_backward(dz, xh, rs_hh_d[row], g_hh, d_hh_d + local * G, G);
+        normalize_row_backward(dz, xi, rs_ih_d[row], g_ih, d_xp_d + local * G, G);
       }
     });
     // hh = (h_{t-1} ⊙ mask) W_hh^T  =>  d_h_{t-1} = (d_hh W_hh) ⊙ mask + (1 - k) d_h_t
-    matmul(B, d_hh_d + t * B * G, G, 1, w_hh_n, d_rec_d, P);
+    matmul(B, d_hh_d + (t - p0) * B * G, G, 1, w_hh_n, d_rec_d, P);
     recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * P);
+    if (plan.last(k)) {  // the chunk's weight gradients and d_x
+      const index_t p1 = plan.p1(k), n = (p1 - p0) * B;
+      input_grads_chunk(d_xp_d, G, G, p0, p1, B, x.data_ptr<T>(), s.I, w_ih_n,
+                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(),
+                        ln ? nullptr : d_bias.data_ptr<T>(), opts);
+      grad_hh(d_hh_d, G, G, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), P, opts);
+      if (proj) {  // h̃ = m W_hr^T  =>  dW_hr += d_h̃^T m
+        matmul_tn(n, P, H, d_hc_d, P, m_all.data_ptr<T>() + p0 * B * H, H,
+                  d_w_hr.data_ptr<T>(), H, opts, true);
+      }
+    }
   }
 
-  // Everything not recurrent, as big operations over all steps at once.
-  at::Tensor sums = at::empty({L.size}, opts);
-  T* sums_d = sums.data_ptr<T>();
-  column_sums(acc_d, B, L.size, L.size, sums_d);
-  std::vector<at::Tensor> grads;
-  at::Tensor d_w_ih = at::empty({G, s.I}, opts);
-  matmul_tn(rows, G, s.I, d_xp_d, G, x.data_ptr<T>(), s.I, d_w_ih.data_ptr<T>(), s.I, opts);
-  grads.push_back(d_w_ih);
-  at::Tensor d_w_hh = at::empty({G, P}, opts);
-  const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, P,
-                          seq.reverse};
-  grad_hh(d_hh_d, G, G, prev, seq.h_mask, d_w_hh.data_ptr<T>(), P, opts);
-  grads.push_back(d_w_hh);
-  at::Tensor d_bias;
-  if (ln) {
-    d_bias = sums.narrow(0, L.bias, G).clone();
-  } else {
-    d_bias = at::empty({G}, opts);
-    column_sums(d_xp_d, rows, G, G, d_bias.data_ptr<T>());
-  }
+  at::Tensor sums = at::zeros({L.size}, opts);
+  add_column_sums(acc_d, B, L.size, L.size, sums.data_ptr<T>());
+  if (ln) d_bias = sums.narrow(0, L.bias, G).clone();
+  std::vector<at::Tensor> grads{d_w_ih, d_w_hh};
   if (p.b_ih.defined()) {
     grads.push_back(d_bias);
     grads.push_back(d_bias.clone());
   }
-  if (proj) grads.push_back(matmul_tn<T>(d_h_cand.view({rows, P}), m_all.view({rows, H})));
+  if (proj) grads.push_back(d_w_hr);
   if (peep) {
     for (int i = 0; i < 3; ++i) grads.push_back(sums.narrow(0, L.peep + i * H, H).clone());
   }
@@ -496,9 +503,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     grads.push_back(sums.narrow(0, L.c_gain, H).clone());
     grads.push_back(sums.narrow(0, L.c_shift, H).clone());
   }
-  const auto w_ih_n = packed_or_pack<T>(packed, 1, G, s.I, p.w_ih.data_ptr<T>(), s.I, 1, opts,
-                                        rows);
-  auto d_x = matmul_nn<T>(d_xp.view({rows, G}), w_ih_n).view({T_, B, s.I});
   return {d_x, d_h, d_c, grads};
 }
 

@@ -135,7 +135,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const at::Tensor cand = seq.keep_h ? saved[0].contiguous() : output;
   const auto opts = x.options();
   auto d_h = state_grad(d_h_n, x, B, H);
-  at::Tensor d_a = at::empty({T_, B, H}, opts);
+  const ChunkPlan plan(T_, B, seq.reverse);
+  at::Tensor d_a = at::empty({plan.size, B, H}, opts);  // d_a of one chunk of steps
   at::Tensor scratch = at::empty({2 * B * H}, opts);  // d_keep, d_rec
   T* d_keep_d = scratch.data_ptr<T>();
   T* d_rec_d = d_keep_d + B * H;
@@ -144,11 +145,19 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   T* d_a_d = d_a.data_ptr<T>();
   const T* cand_d = cand.data_ptr<T>();
   const auto w_hh_n = packed_or_pack<T>(packed, 0, H, H, p.w_hh.data_ptr<T>(), H, 1, opts, rows);
+  const auto w_ih_n = packed_or_pack<T>(packed, 1, H, p.I, p.w_ih.data_ptr<T>(), p.I, 1, opts,
+                                        rows);
   const NeutralRows<T> neutral(H);
   const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.ones, neutral.zeros, B, H};
+  const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, H,
+                          seq.reverse};
+  at::Tensor d_w_ih = at::zeros({H, p.I}, opts);
+  at::Tensor d_w_hh = at::zeros({H, H}, opts);
+  at::Tensor d_b = at::zeros({H}, opts);
+  at::Tensor d_x = at::empty({T_, B, p.I}, opts);
   for (index_t k = T_ - 1; k >= 0; --k) {
-    const index_t t = seq.position(k);
-    T* d_a_t = d_a_d + t * B * H;
+    const index_t t = seq.position(k), p0 = plan.p0(k);
+    T* d_a_t = d_a_d + (t - p0) * B * H;
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
       T* da = d_a_t + b * H;
@@ -159,25 +168,18 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     // a = x_proj + (h_{t-1} ⊙ m) W_hh^T  =>  d_h_{t-1} = (d_a W_hh) ⊙ m + (1 - k) d_h_t
     matmul(B, d_a_t, H, 1, w_hh_n, d_rec_d, H);
     recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * H);
+    if (plan.last(k)) {  // the chunk's weight gradients and d_x
+      const index_t p1 = plan.p1(k);
+      input_grads_chunk(d_a_d, H, H, p0, p1, B, x.data_ptr<T>(), p.I, w_ih_n,
+                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), d_b.data_ptr<T>(), opts);
+      grad_hh(d_a_d, H, H, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), H, opts);
+    }
   }
-  std::vector<at::Tensor> grads;
-  at::Tensor d_w_ih = at::empty({H, p.I}, opts);
-  matmul_tn(rows, H, p.I, d_a_d, H, x.data_ptr<T>(), p.I, d_w_ih.data_ptr<T>(), p.I, opts);
-  grads.push_back(d_w_ih);
-  at::Tensor d_w_hh = at::empty({H, H}, opts);
-  const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, H,
-                          seq.reverse};
-  grad_hh(d_a_d, H, H, prev, seq.h_mask, d_w_hh.data_ptr<T>(), H, opts);
-  grads.push_back(d_w_hh);
+  std::vector<at::Tensor> grads{d_w_ih, d_w_hh};
   if (p.b_ih.defined()) {
-    at::Tensor d_b = at::empty({H}, opts);
-    column_sums(d_a_d, rows, H, H, d_b.data_ptr<T>());
     grads.push_back(d_b);
     grads.push_back(d_b.clone());
   }
-  const auto w_ih_n = packed_or_pack<T>(packed, 1, H, p.I, p.w_ih.data_ptr<T>(), p.I, 1, opts,
-                                        rows);
-  auto d_x = matmul_nn<T>(d_a.view({rows, H}), w_ih_n).view({T_, B, p.I});
   return {d_x, d_h, grads};
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,12 +43,19 @@ CELLS = {  # name: (family, CellSpec options, zoneout)
 QUICK_CELLS = ["rnn-tanh", "lstm", "lstm-layernorm", "gru"]
 QUICK_SHAPES = [(50, 8, 64, 128)]
 TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+_NOISY_SPREAD = 2.0  # max/min over the repeats above which an entry is flagged
 
 
-def _median_times(functions: dict, repeats: int) -> dict:
-    """Median seconds of each function, run interleaved (rotating order) after a warm-up."""
-    for f in functions.values():
-        f()
+def _median_times(functions: dict, repeats: int, spreads: dict | None = None) -> dict:
+    """Median seconds of each function, run interleaved (rotating order) after warm-up.
+
+    Warm-up is two calls of each function (the first call of a kernel packs weights,
+    faults in its buffers, builds primitive caches). ``spreads``, if given, receives each
+    function's max/min ratio over the repeats: a large one means the machine interfered.
+    """
+    for _ in range(2):
+        for f in functions.values():
+            f()
     times = {name: [] for name in functions}
     names = list(functions)
     for r in range(repeats):
@@ -55,7 +63,33 @@ def _median_times(functions: dict, repeats: int) -> dict:
             start = time.perf_counter()
             functions[name]()
             times[name].append(time.perf_counter() - start)
+    if spreads is not None:
+        spreads.update({name: max(ts) / max(min(ts), 1e-12) for name, ts in times.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def machine_load_warning(threads: int) -> str | None:
+    """A warning when timings with several threads cannot be trusted on this machine.
+
+    With more than one intra-op thread every parallel region ends at a barrier: when
+    another process occupies the other cores, a descheduled OpenMP worker holds the region
+    up for a scheduler time slice (milliseconds), and an idle worker that went to sleep
+    must first be woken. A call of ~1.4 ms with one parallel region (the LSTM inference at
+    (50, 8, 64, 128): only its input projection is big enough to be split) can then take
+    ~10 ms in most repeats, the likely cause of that entry's 0.14x torch.nn in one
+    ``rnnkit bench --quick`` run at torch's default 2 threads; at one thread it measures
+    about 1x. Which entries are hit is luck, so such a run cannot be compared.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on Linux/macOS
+        return None
+    cores = os.cpu_count() or 1
+    if threads > 1 and load + threads > cores + 0.5:
+        return (f"warning: {threads} threads with load average {load:.1f} on {cores} cores: "
+                f"parallel regions wait for descheduled threads, timings are unreliable "
+                f"(use --threads 1 on a shared machine)")
+    return None
 
 
 def _problem(cell: str, shape, seed=0):
@@ -154,8 +188,10 @@ def bench_speed(cells, shapes, repeats, kernels, log=print):
                                                 train) for name in kernels}
                 functions["torch"] = _torch_step(module, x, train)
                 functions["gemm"] = _gemm_step(spec, shape, train)
-                times = _median_times(functions, repeats)
+                spreads = {}
+                times = _median_times(functions, repeats, spreads)
                 row = _speed_row(cell, shape, train, spec, times)
+                row["spread"] = {k: round(v, 2) for k, v in spreads.items()}
                 rows.append(row)
                 log(_format_row(row, kernels))
     return rows
@@ -182,6 +218,10 @@ def _format_row(row, kernels):
     cells += [f"{ms[k]:.2f} ({up[k]:.2f}x)" for k in kernels]
     cells += [f"{ms['torch']:.2f}", f"{row['fused_gflops']:.1f}", f"{row['gemm_gflops']:.1f}",
               f"{row['percent_of_gemm']:.0f}%"]
+    spread = row.get("spread", {})
+    noisy = [k for k in ("fused", "torch") if spread.get(k, 1) > _NOISY_SPREAD]
+    if noisy:  # the slowest repeat over twice the fastest: the machine interfered
+        cells[-1] += " (noisy: " + ", ".join(f"{k} {spread[k]:.1f}x" for k in noisy) + ")"
     return "| " + " | ".join(cells) + " |"
 
 
@@ -317,12 +357,19 @@ def run(args) -> int:
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats = args.repeats or (5 if args.quick else 7)
     kernels = ["fused", "bptt", "reference"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    warning = machine_load_warning(torch.get_num_threads())
+    if warning:
+        print(warning, file=sys.stderr)
+    try:
+        load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:  # pragma: no cover
+        load = ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{load}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, median of {repeats}")
     print("\nTraining (forward + backward) and inference; speed-up = torch.nn time / time\n")
     print(_table_header(kernels))
     results = {"threads": torch.get_num_threads(), "torch": torch.__version__,
-               "repeats": repeats}
+               "repeats": repeats, "load_warning": warning}
     results["speed"] = bench_speed(cells, shapes, repeats, kernels)
     print("\nSingle-step decode (inference), microseconds (x torch.nn)\n")
     print("| cell | shape | cpu.run T=1 | rnnkit cell | torch.nn cell |\n|---|---|---|---|---|")

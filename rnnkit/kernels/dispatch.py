@@ -13,7 +13,7 @@ import torch
 
 from rnnkit.kernels import bptt, reference
 
-__all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel"]
+__all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel", "fused_run"]
 
 KERNELS = ("reference", "bptt", "cpu")
 _cpu_state = {}
@@ -36,6 +36,17 @@ def cpu_kernel():
             pass  # no C++ sources in this build: bptt is the fastest kernel there is
         _cpu_state["module"] = module
     return _cpu_state["module"]
+
+
+def fused_run(x):
+    """The fused kernel's ``run`` when it is the kernel for ``x`` by default (a CPU float
+    tensor, the kernel built, RNNKIT_KERNEL unset), else None: the cheap check of the
+    common case, for callers that take many small steps (decoding)."""
+    if x.is_cpu and x.dtype in _CPU_DTYPES and "RNNKIT_KERNEL" not in os.environ:
+        module = _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
+        if module is not None:
+            return module.run
+    return None
 
 
 def choose_kernel(x, kernel=None) -> str:
@@ -73,11 +84,11 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     Returns:
         ``(outputs, final_state)``: outputs (T, B, H_out) and a tuple like ``state0``.
     """
-    if kernel is None and x.device.type == "cpu" and "RNNKIT_KERNEL" not in os.environ:
-        module = _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
-        if module is not None and x.dtype in _CPU_DTYPES:  # the common case, kept cheap
-            return module.run(spec, x, tuple(state0), params, reverse=reverse,
-                              lengths=lengths, h_mask=h_mask, zoneout=zoneout)
+    if kernel is None:
+        fused = fused_run(x)
+        if fused is not None:  # the common case, kept cheap
+            return fused(spec, x, tuple(state0), params, reverse=reverse, lengths=lengths,
+                         h_mask=h_mask, zoneout=zoneout)
     name = choose_kernel(x, kernel)
     impl = {"reference": reference.run, "bptt": bptt.run}.get(name)
     if impl is None:

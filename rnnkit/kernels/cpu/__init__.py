@@ -128,6 +128,7 @@ _PACKED = {}  # id(weight) -> [weakref, _version, data_ptr, {(transpose, start, 
 def clear_packed_cache():
     """Forget every cached packed weight (needed only after writes through ``.data``)."""
     _PACKED.clear()
+    _FORWARD_PACKS.clear()
 
 
 def _forget(key, ref):
@@ -172,6 +173,37 @@ def _packed_list(spec, params, backward):
         first[0 if backward else 1] = _packed(w_hh, transpose, 0, 2 * H)
         first.append(_packed(w_hh, transpose, 2 * H, 3 * H))
     return first
+
+
+_FORWARD_PACKS = {}  # (family, reset_after, ids of the weights) -> (refs, versions, pointers, packs)
+
+
+def _cached_forward_packs(spec, params):
+    """_packed_list(spec, params) for a forward call, [] unless every parameter is a leaf;
+    one check of the packed weights' versions instead of one lookup per weight."""
+    weights = params[:2] if spec.family != "lstm" or spec.proj_size == 0 else \
+        (params[0], params[1], params[4 if spec.bias else 2])
+    key = (spec.family, spec.reset_after, *map(id, weights))
+    entry = _FORWARD_PACKS.get(key)
+    if entry is not None and all(r() is w for r, w in zip(entry[0], weights)) \
+            and entry[1] == tuple(w._version for w in weights) \
+            and entry[2] == tuple(w.data_ptr() for w in weights):
+        return entry[3]
+    for p in params:
+        if not p.is_leaf:
+            return []
+    packs = _packed_list(spec, params, backward=False)
+    forget = functools.partial(_forget_forward_packs, key)
+    _FORWARD_PACKS[key] = (tuple(weakref.ref(w, forget) for w in weights),
+                           tuple(w._version for w in weights),
+                           tuple(w.data_ptr() for w in weights), packs)
+    return packs
+
+
+def _forget_forward_packs(key, ref):
+    entry = _FORWARD_PACKS.get(key)
+    if entry is not None and any(r is ref for r in entry[0]):
+        del _FORWARD_PACKS[key]
 
 
 def _cacheable(params):
@@ -225,8 +257,8 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         x.requires_grad or any(t.requires_grad for t in state0)
         or any(t.requires_grad for t in param_list))
     packed = []
-    if (not save or x.size(0) == 1) and not compiling and all(p.is_leaf for p in param_list):
-        packed = _packed_list(spec, param_list, backward=False)
+    if (not save or x.size(0) == 1) and not compiling:
+        packed = _cached_forward_packs(spec, param_list)
     op = getattr(torch.ops.rnnkit, op_name).default if compiling else _OPS[op_name]
     args = (x, *state0, param_list, packed, mask, *keeps, h_mask, reverse, save, *flags)
     if save or compiling:

@@ -575,6 +575,21 @@ inline void check_input(const at::Tensor& x, const char* name) {
               x.scalar_type());
 }
 
+// t in x's dtype (no dispatcher call when it already is).
+inline at::Tensor like_x(const at::Tensor& t, const at::Tensor& x) {
+  return t.scalar_type() == x.scalar_type() ? t : t.to(x.scalar_type());
+}
+
+// A contiguous copy of a state tensor (the carried state, updated in place), without the
+// two dispatcher calls of clone() when it is contiguous already.
+template <typename T>
+inline at::Tensor state_copy(const at::Tensor& s) {
+  if (!s.is_contiguous()) return s.contiguous().clone();
+  at::Tensor out = at::empty(s.sizes(), s.options());
+  std::memcpy(out.data_ptr<T>(), s.data_ptr<T>(), sizeof(T) * s.numel());
+  return out;
+}
+
 // The sequence tensors of an op (mask (T, B), keep_h (T, B, P), keep_c (T, B, H), h_mask
 // (B, P)), checked and brought to x's dtype; shared by every forward and backward op.
 struct SequenceTensors {

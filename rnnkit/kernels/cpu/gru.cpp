@@ -162,7 +162,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
                                    p.b_hh.data_ptr<T>(), reset_after ? 2 * H : G)
                       : project<T>(x.view({rows, p.I}), w_ih_t);
   at::Tensor outputs = at::empty({T_, B, H}, opts);
-  auto h = h0.contiguous().clone();
+  at::Tensor h = state_copy<T>(h0);
   at::Tensor extra = at::empty({save ? T_ : 1, B, H}, opts);
   at::Tensor scratch = at::empty({B * (G + (seq.h_mask ? H : 0))}, opts);  // hh, h_in
   T* h_d = h.data_ptr<T>();
@@ -334,7 +334,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> gru_forward(
   const auto p = parse_params(params, x, h0, bias);
   const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_gru_forward", [&] {
-    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), p, packed, seq.get<scalar_t>(),
+    return forward_impl<scalar_t>(x, like_x(h0, x), p, packed, seq.get<scalar_t>(),
                                   save, reset_after);
   });
 }

@@ -191,8 +191,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
     g_hh = p.ln_hh_w.data_ptr<T>();
   }
   at::Tensor outputs = at::empty({T_, B, P}, opts);
-  at::Tensor h = h0.contiguous().clone();
-  at::Tensor c = c0.contiguous().clone();
+  at::Tensor h = state_copy<T>(h0);
+  at::Tensor c = state_copy<T>(c0);
   const index_t slots_n = save ? T_ : 1;
   at::Tensor c_prev = save ? at::empty({T_, B, H}, opts) : at::Tensor();
   at::Tensor m_all = proj ? at::empty({slots_n, B, H}, opts) : at::Tensor();
@@ -524,7 +524,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_for
               "), got ", h0.sizes(), " and ", c0.sizes());
   const auto seq = prepare_sequence(x, s.P, s.H, reverse, mask, keep_h, keep_c, h_mask);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_forward", [&] {
-    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), c0.to(x.scalar_type()), p, packed,
+    return forward_impl<scalar_t>(x, like_x(h0, x), like_x(c0, x), p, packed,
                                   s, seq.get<scalar_t>(), save);
   });
 }

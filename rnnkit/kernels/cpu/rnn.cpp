@@ -92,7 +92,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
                                                 p.b_ih.data_ptr<T>(), p.b_hh.data_ptr<T>())
                                    : project<T>(x.view({rows, p.I}), w_ih_t);
   at::Tensor outputs = at::empty({T_, B, H}, opts);
-  auto h = h0.contiguous().clone();
+  at::Tensor h = state_copy<T>(h0);
   at::Tensor scratch = at::empty({B * H * (seq.h_mask ? 2 : 1)}, opts);  // pre, h_in
   T* h_d = h.data_ptr<T>();
   T* out_d = outputs.data_ptr<T>();
@@ -195,7 +195,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_forward(
   const auto p = parse_params(params, x, h0, bias, activation);
   const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_rnn_forward", [&] {
-    return forward_impl<scalar_t>(x, h0.to(x.scalar_type()), p, packed, seq.get<scalar_t>(),
+    return forward_impl<scalar_t>(x, like_x(h0, x), p, packed, seq.get<scalar_t>(),
                                   save, activation);
   });
 }

@@ -110,6 +110,30 @@ def test_matches_reference_over_several_backward_chunks(family, scenario, seq_le
                     lambda s, t, b, d: _options(s, scenario, t, b, d))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("case", spec_cases(), ids=lambda c: c[0])
+def test_inference_entry_point_matches_reference(case, scenario, dtype, monkeypatch):
+    """Without gradients cpu.run calls the library's plain entry point (forward_nograd),
+    cached packed weights included; same results as the reference and as the op."""
+    _, spec = case
+    calls = []
+    entry = cpu._EXT["forward_nograd"]
+    monkeypatch.setitem(cpu._EXT, "forward_nograd",
+                        lambda *args: calls.append(1) or entry(*args))
+    params = {k: v.detach() for k, v in random_params(spec, dtype=dtype).items()}
+    for seq_len, batch in ((1, 1), (5, 20)):
+        x, state0 = random_inputs(spec, seq_len, batch, dtype=dtype)
+        x, state0 = x.detach(), tuple(s.detach() for s in state0)
+        options = _options(spec, scenario, seq_len, batch, dtype)
+        with torch.no_grad():
+            got = cpu.run(spec, x, state0, params, **options)
+            want = reference.run(spec, x, state0, params, **options)
+        for g, w in zip((got[0], *got[1]), (want[0], *want[1])):
+            torch.testing.assert_close(g, w, **TOLERANCE[dtype])
+    assert len(calls) == (0 if case[0] == "rnn-custom" else 2)
+
+
 def test_results_do_not_depend_on_thread_count():
     spec = CellSpec("lstm", 8, 45, layer_norm=True)
     params = random_params(spec, dtype=torch.float64)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import importlib.util
 import os
 import pathlib
 import platform
@@ -88,7 +89,19 @@ def load() -> pathlib.Path:
             done.touch()
     torch.ops.load_library(str(library))
     _register_python_side()
+    _load_python_entry(library)
     return library
+
+
+def _load_python_entry(library):
+    """The library's Python entry point (forward_nograd), loaded from the same file."""
+    try:
+        spec = importlib.util.spec_from_file_location("rnnkit_cpu", library)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _EXT["forward_nograd"] = module.forward_nograd
+    except Exception:  # pragma: no cover - then every call goes through the ops
+        _EXT.clear()
 
 
 @functools.lru_cache(maxsize=None)
@@ -228,9 +241,19 @@ def _spec_info(spec):
     else:
         flags = None  # a user-given activation cannot run in C++
     info = None if flags is None else (f"{family}_forward", spec.param_names(), flags,
-                                       len(spec.state_sizes))
+                                       len(spec.state_sizes), _nograd_flags(spec))
     _SPEC_INFO[id(spec)] = (spec, info)
     return info
+
+
+def _nograd_flags(spec):
+    """(family code, bias, a, b, n) of forward_nograd for this spec."""
+    code = _FAMILY_CODES[spec.family]
+    if spec.family == "lstm":
+        return code, spec.bias, spec.peephole, spec.layer_norm, spec.proj_size
+    if spec.family == "gru":
+        return code, spec.bias, spec.reset_after, False, 0
+    return code, spec.bias, False, False, _ACTIVATION_CODES[spec.activation.name]
 
 
 def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
@@ -244,7 +267,7 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     if info is None:
         return bptt.run(spec, x, state0, params, reverse=reverse, lengths=lengths,
                         h_mask=h_mask, zoneout=zoneout)
-    op_name, names, flags, state_count = info
+    op_name, names, flags, state_count, nograd_flags = info
     compiling = torch.compiler.is_compiling()
     if not _OPS and not compiling:  # under torch.compile the ops are loaded already
         load()
@@ -259,6 +282,15 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     packed = []
     if (not save or x.size(0) == 1) and not compiling:
         packed = _cached_forward_packs(spec, param_list)
+    if not save and not compiling and _EXT and type(x) is torch.Tensor \
+            and not torch._C._len_torch_dispatch_stack():
+        # no autograd, no tracing: the library's plain entry point (no argument boxing)
+        code, bias, a, b, n = nograd_flags
+        outputs, h_n, c_n = _EXT["forward_nograd"](
+            code, x, state0[0], state0[1] if state_count == 2 else None, param_list, packed,
+            mask, keeps[0], keeps[1] if state_count == 2 else None, h_mask, reverse, bias, a,
+            b, n)
+        return outputs, ((h_n, c_n) if state_count == 2 else (h_n,))
     op = getattr(torch.ops.rnnkit, op_name).default if compiling else _OPS[op_name]
     args = (x, *state0, param_list, packed, mask, *keeps, h_mask, reverse, save, *flags)
     if save or compiling:
@@ -389,6 +421,8 @@ _SPEC_OF = {
     "rnn_forward": lambda flags: _Flags("rnn", flags[0]),
 }
 _OPS = {}
+_EXT = {}  # "forward_nograd": the Python entry point of the library, when it loaded
+_FAMILY_CODES = {"lstm": 0, "gru": 1, "rnn": 2}
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,6 +13,8 @@
 // __init__.py) and saved.
 #include "common.h"
 
+#include <torch/extension.h>
+
 namespace rnnkit {
 
 using Opt = std::optional<at::Tensor>;
@@ -78,4 +80,41 @@ TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
   m.impl("gru_backward", &rnnkit::gru_backward);
   m.impl("rnn_forward", &rnnkit::rnn_forward);
   m.impl("rnn_backward", &rnnkit::rnn_backward);
+}
+
+// The forward without gradients as a plain Python function (rnnkit_cpu.forward_nograd):
+// the same kernels as the ops, minus the dispatcher's argument boxing, which is a sizeable
+// part of a decoding step. cpu.run uses it only when no autograd, no torch.compile and no
+// dispatch mode is involved. family: 0 LSTM (a = peephole, b = layer_norm, n = proj_size),
+// 1 GRU (a = reset_after), 2 RNN (n = activation). Returns (outputs, h_n, c_n or None).
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_nograd(
+    int64_t family, const at::Tensor& x, const at::Tensor& h0,
+    const std::optional<at::Tensor>& c0, const std::vector<at::Tensor>& params,
+    const std::vector<at::Tensor>& packed, const std::optional<at::Tensor>& mask,
+    const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& keep_c,
+    const std::optional<at::Tensor>& h_mask, bool reverse, bool bias, bool a, bool b,
+    int64_t n) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (family == 0) {
+    TORCH_CHECK(c0.has_value(), "rnnkit forward_nograd: the LSTM needs c0");
+    auto r = rnnkit::lstm_forward(x, h0, *c0, params, packed, mask, keep_h, keep_c, h_mask,
+                                  reverse, false, bias, a, b, n);
+    return {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
+  }
+  if (family == 1) {
+    auto r = rnnkit::gru_forward(x, h0, params, packed, mask, keep_h, h_mask, reverse, false,
+                                 bias, a);
+    return {std::get<0>(r), std::get<1>(r), at::Tensor()};
+  }
+  auto r = rnnkit::rnn_forward(x, h0, params, packed, mask, keep_h, h_mask, reverse, false,
+                               bias, n);
+  return {std::get<0>(r), std::get<1>(r), at::Tensor()};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward_nograd", &forward_nograd);
 }

@@ -114,12 +114,12 @@ def test_matches_reference_over_several_backward_chunks(family, scenario, seq_le
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("case", spec_cases(), ids=lambda c: c[0])
 def test_inference_entry_point_matches_reference(case, scenario, dtype, monkeypatch):
-    """Without gradients cpu.run calls the library's plain entry point (forward_nograd),
+    """Without gradients cpu.run calls the library's plain entry point (rnnkit_cpu.forward),
     cached packed weights included; same results as the reference and as the op."""
     _, spec = case
     calls = []
-    entry = cpu._EXT["forward_nograd"]
-    monkeypatch.setitem(cpu._EXT, "forward_nograd",
+    entry = cpu._EXT["forward"]
+    monkeypatch.setitem(cpu._EXT, "forward",
                         lambda *args: calls.append(1) or entry(*args))
     params = {k: v.detach() for k, v in random_params(spec, dtype=dtype).items()}
     for seq_len, batch in ((1, 1), (5, 20)):

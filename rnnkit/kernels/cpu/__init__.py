@@ -94,12 +94,13 @@ def load() -> pathlib.Path:
 
 
 def _load_python_entry(library):
-    """The library's Python entry point (forward_nograd), loaded from the same file."""
+    """The library's Python entry points (forward, backward), loaded from the same file."""
     try:
         spec = importlib.util.spec_from_file_location("rnnkit_cpu", library)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        _EXT["forward_nograd"] = module.forward_nograd
+        _EXT["forward"] = module.forward
+        _EXT["backward"] = module.backward
     except Exception:  # pragma: no cover - then every call goes through the ops
         _EXT.clear()
 
@@ -247,7 +248,7 @@ def _spec_info(spec):
 
 
 def _nograd_flags(spec):
-    """(family code, bias, a, b, n) of forward_nograd for this spec."""
+    """(family code, bias, a, b, n) of the library's entry points for this spec."""
     code = _FAMILY_CODES[spec.family]
     if spec.family == "lstm":
         return code, spec.bias, spec.peephole, spec.layer_norm, spec.proj_size
@@ -282,15 +283,19 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     packed = []
     if (not save or x.size(0) == 1) and not compiling:
         packed = _cached_forward_packs(spec, param_list)
-    if not save and not compiling and _EXT and type(x) is torch.Tensor \
+    if not compiling and _EXT and type(x) is torch.Tensor \
             and not torch._C._len_torch_dispatch_stack():
-        # no autograd, no tracing: the library's plain entry point (no argument boxing)
-        code, bias, a, b, n = nograd_flags
-        outputs, h_n, c_n = _EXT["forward_nograd"](
-            code, x, state0[0], state0[1] if state_count == 2 else None, param_list, packed,
-            mask, keeps[0], keeps[1] if state_count == 2 else None, h_mask, reverse, bias, a,
-            b, n)
-        return outputs, ((h_n, c_n) if state_count == 2 else (h_n,))
+        # no tracing: the library's plain entry points (no argument boxing, and for
+        # gradients an autograd.Function instead of torch.library's Python wrapper)
+        lstm = state_count == 2
+        args = (x, state0[0], state0[1] if lstm else None, param_list, packed, mask, keeps[0],
+                keeps[1] if lstm else None, h_mask, reverse)
+        if save:
+            outputs, h_n, c_n = _Fused.apply(nograd_flags, args, *args[:3], *param_list)
+        else:
+            code, bias, a, b, n = nograd_flags
+            outputs, h_n, c_n, _ = _EXT["forward"](code, *args, False, bias, a, b, n)
+        return outputs, ((h_n, c_n) if lstm else (h_n,))
     op = getattr(torch.ops.rnnkit, op_name).default if compiling else _OPS[op_name]
     args = (x, *state0, param_list, packed, mask, *keeps, h_mask, reverse, save, *flags)
     if save or compiling:
@@ -299,6 +304,39 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         with torch._C._AutoDispatchBelowAutograd():
             result = op(*args)
     return result[0], tuple(result[1:1 + state_count])
+
+
+class _Fused(torch.autograd.Function):
+    """The fused forward and backward outside torch.compile (inside it, the custom ops'
+    registered autograd formula runs instead): the same kernels, through the library's
+    entry points."""
+
+    @staticmethod
+    def forward(ctx, flags, args, x, h0, c0, *params):
+        code, bias, a, b, n = flags
+        outputs, h_n, c_n, saved = _EXT["forward"](code, *args, True, bias, a, b, n)
+        ctx.flags, ctx.options = flags, args[5:]  # mask, keep_h, keep_c, h_mask, reverse
+        ctx.packed_count = len(args[4])
+        ctx.param_count = len(params)
+        ctx.save_for_backward(x, h0, outputs, *params, *saved)
+        ctx.set_materialize_grads(False)
+        if c_n is None:
+            return outputs, h_n, None
+        return outputs, h_n, c_n
+
+    @staticmethod
+    def backward(ctx, d_output, d_h_n, d_c_n):
+        x, h0, outputs, *rest = ctx.saved_tensors
+        params, saved = rest[:ctx.param_count], rest[ctx.param_count:]
+        code, bias, a, b, n = ctx.flags
+        packed = []
+        if ctx.packed_count and _cacheable(params):
+            packed = _packed_list(_Flags(("lstm", "gru", "rnn")[code], bias, proj_size=n,
+                                         reset_after=a), params, backward=True)
+        d_x, d_h0, d_c0, d_params = _EXT["backward"](
+            code, d_output, d_h_n, d_c_n, x, h0, outputs, params, packed, saved, *ctx.options,
+            bias, a, b, n)
+        return (None, None, d_x, d_h0, d_c0, *d_params)
 
 
 def _sequence_tensors(spec, x, lengths, h_mask, zoneout):
@@ -421,7 +459,7 @@ _SPEC_OF = {
     "rnn_forward": lambda flags: _Flags("rnn", flags[0]),
 }
 _OPS = {}
-_EXT = {}  # "forward_nograd": the Python entry point of the library, when it loaded
+_EXT = {}  # "forward", "backward": the library's Python entry points, when they loaded
 _FAMILY_CODES = {"lstm": 0, "gru": 1, "rnn": 2}
 
 

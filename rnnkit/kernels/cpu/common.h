@@ -26,6 +26,20 @@ namespace rnnkit {
 
 using index_t = int64_t;
 
+// f(row) for every row, split across threads when the work is big enough to pay for it.
+// Each row is processed whole by one thread, so results do not depend on the thread count.
+template <typename F>
+inline void for_rows(index_t rows, index_t cols, const F& f) {
+  const index_t grain = std::max<index_t>(1, 16384 / std::max<index_t>(cols, 1));
+  if (rows <= grain) {
+    for (index_t b = 0; b < rows; ++b) f(b);
+    return;
+  }
+  at::parallel_for(0, rows, grain, [&](index_t begin, index_t end) {
+    for (index_t b = begin; b < end; ++b) f(b);
+  });
+}
+
 // --- GEMM: C (m x n) = A (m x k) B (k x n), B packed into column panels. ---
 // The weights are packed once per sequence and reused by every step; the register-tiled
 // kernel (MR rows x two vectors of columns, GCC vector extensions, which compile to AVX-512
@@ -353,6 +367,19 @@ template <typename T>
 void matmul_tn(index_t rows, index_t m, index_t n, const T* a, index_t lda, const T* b,
                index_t ldb, T* c, index_t ldc, const at::TensorOptions& opts,
                bool accumulate = false) {
+  if (rows <= 4) {  // a few outer products (a decoding step): no packing, row by row
+    for_rows(m, n, [&](index_t i) {
+      T* __restrict ci = c + i * ldc;
+      if (!accumulate) std::fill(ci, ci + n, T(0));
+      for (index_t r = 0; r < rows; ++r) {
+        const T ar = a[r * lda + i];
+        const T* __restrict br = b + r * ldb;
+        RNNKIT_SIMD
+        for (index_t j = 0; j < n; ++j) ci[j] += ar * br[j];
+      }
+    });
+    return;
+  }
   matmul(m, rows, n, a, 1, lda, b, ldb, 1, c, ldc, opts, accumulate);
 }
 
@@ -445,21 +472,7 @@ inline T sigmoid(T x) { return T(1) / (T(1) + exp_fast<T>(-x)); }
 template <typename T>
 inline T tanh_fast(T x) { return T(1) - T(2) / (T(1) + exp_fast<T>(T(2) * x)); }
 
-// --- Loops. ---
-
-// f(row) for every row, split across threads when the work is big enough to pay for it.
-// Each row is processed whole by one thread, so results do not depend on the thread count.
-template <typename F>
-inline void for_rows(index_t rows, index_t cols, const F& f) {
-  const index_t grain = std::max<index_t>(1, 16384 / std::max<index_t>(cols, 1));
-  if (rows <= grain) {
-    for (index_t b = 0; b < rows; ++b) f(b);
-    return;
-  }
-  at::parallel_for(0, rows, grain, [&](index_t begin, index_t end) {
-    for (index_t b = begin; b < end; ++b) f(b);
-  });
-}
+// --- Layer norm rows. ---
 
 // Layer norm statistics of one row: returns 1/σ and writes x̂ = (x - μ)/σ.
 template <typename T>
@@ -786,6 +799,8 @@ struct ChunkPlan {
   index_t p0(index_t k) const { return reverse ? steps - hi(k) : lo(k); }
   index_t p1(index_t k) const { return reverse ? steps - lo(k) : hi(k); }
   bool last(index_t k) const { return k == lo(k); }
+  // whether the chunk of k is the first one processed (its flush writes, later ones add)
+  bool first(index_t k) const { return hi(k) == steps; }
 };
 
 // out[j] += column sums of rows (rows x n, row stride ld), each column in a fixed order.
@@ -803,9 +818,9 @@ void add_column_sums(const T* a, index_t rows, index_t n, index_t ld, T* out) {
 template <typename T>
 void input_grads_chunk(const T* d_xp, index_t ldd, index_t G, index_t p0, index_t p1,
                        index_t B, const T* x, index_t I, const Packed<T>& w_ih_n, T* d_w_ih,
-                       T* d_x, T* d_bias, const at::TensorOptions& opts) {
+                       T* d_x, T* d_bias, const at::TensorOptions& opts, bool accumulate) {
   const index_t n = (p1 - p0) * B;
-  matmul_tn(n, G, I, d_xp, ldd, x + p0 * B * I, I, d_w_ih, I, opts, true);
+  matmul_tn(n, G, I, d_xp, ldd, x + p0 * B * I, I, d_w_ih, I, opts, accumulate);
   matmul(n, d_xp, ldd, 1, w_ih_n, d_x + p0 * B * I, I);
   if (d_bias) add_column_sums(d_xp, n, G, ldd, d_bias);
 }
@@ -818,7 +833,7 @@ void input_grads_chunk(const T* d_xp, index_t ldd, index_t G, index_t p0, index_
 template <typename T>
 void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
              const PrevState<T>& prev, const T* h_mask, T* c, index_t ldc,
-             const at::TensorOptions& opts) {
+             const at::TensorOptions& opts, bool accumulate) {
   const index_t T_ = prev.steps, B = prev.batch, P = prev.width, n = (p1 - p0) * B;
   if (h_mask) {
     at::Tensor h_in = at::empty({n, P}, opts);
@@ -827,7 +842,7 @@ void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
       const index_t t = p0 + r / B, b = r % B;
       apply_mask(d + r * P, prev.row(t, b), h_mask + b * P, P);
     });
-    matmul_tn(n, m, P, a, lda, d, P, c, ldc, opts, true);
+    matmul_tn(n, m, P, a, lda, d, P, c, ldc, opts, accumulate);
     return;
   }
   // forward: a_t with y_{t-1} for t >= 1; reverse: a_t with y_{t+1} for t < T-1
@@ -836,14 +851,20 @@ void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
   if (hi > lo) {
     const T* y_rows = prev.out + (prev.reverse ? lo + 1 : lo - 1) * B * P;
     matmul_tn((hi - lo) * B, m, P, a + (lo - p0) * B * lda, lda, y_rows, P, c, ldc, opts,
-              true);
+              accumulate);
+    accumulate = true;
   }
   std::vector<index_t> firsts;
   for (index_t b = 0; b < B; ++b) {
     const index_t t = prev.first(b);
     if (t >= p0 && t < p1) firsts.push_back(b);
   }
-  if (firsts.empty()) return;
+  if (firsts.empty()) {
+    if (!accumulate) {
+      for (index_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + P, T(0));
+    }
+    return;
+  }
   const index_t nf = static_cast<index_t>(firsts.size());
   at::Tensor gathered = at::empty({nf, m + P}, opts);
   T* f = gathered.data_ptr<T>();
@@ -853,7 +874,7 @@ void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
     std::memcpy(f + i * m, a + ((prev.first(b) - p0) * B + b) * lda, sizeof(T) * m);
     std::memcpy(h + i * P, prev.h0 + b * P, sizeof(T) * P);
   }
-  matmul_tn(nf, m, P, f, m, h, P, c, ldc, opts, true);
+  matmul_tn(nf, m, P, f, m, h, P, c, ldc, opts, accumulate);
 }
 
 }  // namespace rnnkit

@@ -259,8 +259,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const T* h_mask = seq.h_mask;  // null: all ones
   const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, H,
                           seq.reverse};
-  at::Tensor d_w_ih = at::zeros({G, p.I}, opts);
-  at::Tensor d_w_hh = at::zeros({G, H}, opts);
+  at::Tensor d_w_ih = at::empty({G, p.I}, opts);
+  at::Tensor d_w_hh = at::empty({G, H}, opts);
   at::Tensor d_b_ih = at::zeros({G}, opts);
   at::Tensor d_b_hn = at::zeros({H}, opts);
   at::Tensor d_x = at::empty({T_, B, p.I}, opts);
@@ -301,14 +301,17 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     if (plan.last(k)) {  // the chunk's weight gradients and d_x
       const index_t p1 = plan.p1(k), n = (p1 - p0) * B;
       input_grads_chunk(d_xp_d, G, G, p0, p1, B, x.data_ptr<T>(), p.I, w_ih_n,
-                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), d_b_ih.data_ptr<T>(), opts);
-      grad_hh(d_xp_d, G, 2 * H, p0, p1, prev, h_mask, d_w_hh_d, H, opts);  // r and z blocks
+                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), d_b_ih.data_ptr<T>(), opts,
+                        !plan.first(k));
+      grad_hh(d_xp_d, G, 2 * H, p0, p1, prev, h_mask, d_w_hh_d, H, opts,
+              !plan.first(k));  // r and z blocks
       if (reset_after) {
-        grad_hh(d_hh_n_d, H, H, p0, p1, prev, h_mask, d_w_hh_d + 2 * H * H, H, opts);
+        grad_hh(d_hh_n_d, H, H, p0, p1, prev, h_mask, d_w_hh_d + 2 * H * H, H, opts,
+                !plan.first(k));
         add_column_sums(d_hh_n_d, n, H, H, d_b_hn.data_ptr<T>());
       } else {
         matmul_tn(n, H, H, d_xp_d + 2 * H, G, extra_d + p0 * B * H, H, d_w_hh_d + 2 * H * H, H,
-                  opts, true);
+                  opts, !plan.first(k));
       }
     }
   }

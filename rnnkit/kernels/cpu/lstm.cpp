@@ -380,9 +380,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
                                         rows);
   const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, P,
                           seq.reverse};
-  at::Tensor d_w_ih = at::zeros({G, s.I}, opts);
-  at::Tensor d_w_hh = at::zeros({G, P}, opts);
-  at::Tensor d_w_hr = proj ? at::zeros({P, H}, opts) : at::Tensor();
+  at::Tensor d_w_ih = at::empty({G, s.I}, opts);
+  at::Tensor d_w_hh = at::empty({G, P}, opts);
+  at::Tensor d_w_hr = proj ? at::empty({P, H}, opts) : at::Tensor();
   at::Tensor d_bias = at::zeros({G}, opts);
   at::Tensor d_x = at::empty({T_, B, s.I}, opts);
 
@@ -474,11 +474,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
       const index_t p1 = plan.p1(k), n = (p1 - p0) * B;
       input_grads_chunk(d_xp_d, G, G, p0, p1, B, x.data_ptr<T>(), s.I, w_ih_n,
                         d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(),
-                        ln ? nullptr : d_bias.data_ptr<T>(), opts);
-      grad_hh(d_hh_d, G, G, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), P, opts);
+                        ln ? nullptr : d_bias.data_ptr<T>(), opts, !plan.first(k));
+      grad_hh(d_hh_d, G, G, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), P, opts,
+              !plan.first(k));
       if (proj) {  // h̃ = m W_hr^T  =>  dW_hr += d_h̃^T m
         matmul_tn(n, P, H, d_hc_d, P, m_all.data_ptr<T>() + p0 * B * H, H,
-                  d_w_hr.data_ptr<T>(), H, opts, true);
+                  d_w_hr.data_ptr<T>(), H, opts, !plan.first(k));
       }
     }
   }

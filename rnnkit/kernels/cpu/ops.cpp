@@ -82,39 +82,64 @@ TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
   m.impl("rnn_backward", &rnnkit::rnn_backward);
 }
 
-// The forward without gradients as a plain Python function (rnnkit_cpu.forward_nograd):
-// the same kernels as the ops, minus the dispatcher's argument boxing, which is a sizeable
-// part of a decoding step. cpu.run uses it only when no autograd, no torch.compile and no
-// dispatch mode is involved. family: 0 LSTM (a = peephole, b = layer_norm, n = proj_size),
-// 1 GRU (a = reset_after), 2 RNN (n = activation). Returns (outputs, h_n, c_n or None).
+// The kernels as plain Python functions (rnnkit_cpu.forward / .backward): the same code as
+// the ops, minus the dispatcher's argument boxing and torch.library's Python autograd
+// wrapper, which together cost more than a small decoding step. cpu.run uses them (with
+// its own autograd.Function for gradients) when neither torch.compile nor a dispatch mode
+// is active. family: 0 LSTM (a = peephole, b = layer_norm, n = proj_size), 1 GRU
+// (a = reset_after), 2 RNN (n = activation).
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_nograd(
-    int64_t family, const at::Tensor& x, const at::Tensor& h0,
-    const std::optional<at::Tensor>& c0, const std::vector<at::Tensor>& params,
-    const std::vector<at::Tensor>& packed, const std::optional<at::Tensor>& mask,
-    const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& keep_c,
-    const std::optional<at::Tensor>& h_mask, bool reverse, bool bias, bool a, bool b,
+using OptT = std::optional<at::Tensor>;
+
+// (outputs, h_n, c_n or None, saved)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_entry(
+    int64_t family, const at::Tensor& x, const at::Tensor& h0, const OptT& c0,
+    const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& packed,
+    const OptT& mask, const OptT& keep_h, const OptT& keep_c, const OptT& h_mask,
+    bool reverse, bool save, bool bias, bool a, bool b, int64_t n) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (family == 0) {
+    TORCH_CHECK(c0.has_value(), "rnnkit forward: the LSTM needs c0");
+    return rnnkit::lstm_forward(x, h0, *c0, params, packed, mask, keep_h, keep_c, h_mask,
+                                reverse, save, bias, a, b, n);
+  }
+  if (family == 1) {
+    auto r = rnnkit::gru_forward(x, h0, params, packed, mask, keep_h, h_mask, reverse, save,
+                                 bias, a);
+    return {std::get<0>(r), std::get<1>(r), at::Tensor(), std::get<2>(r)};
+  }
+  auto r = rnnkit::rnn_forward(x, h0, params, packed, mask, keep_h, h_mask, reverse, save,
+                               bias, n);
+  return {std::get<0>(r), std::get<1>(r), at::Tensor(), std::get<2>(r)};
+}
+
+// (d_x, d_h0, d_c0 or None, d_params)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_entry(
+    int64_t family, const OptT& d_output, const OptT& d_h_n, const OptT& d_c_n,
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& output,
+    const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& packed,
+    const std::vector<at::Tensor>& saved, const OptT& mask, const OptT& keep_h,
+    const OptT& keep_c, const OptT& h_mask, bool reverse, bool bias, bool a, bool b,
     int64_t n) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   if (family == 0) {
-    TORCH_CHECK(c0.has_value(), "rnnkit forward_nograd: the LSTM needs c0");
-    auto r = rnnkit::lstm_forward(x, h0, *c0, params, packed, mask, keep_h, keep_c, h_mask,
-                                  reverse, false, bias, a, b, n);
-    return {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
+    return rnnkit::lstm_backward(d_output, d_h_n, d_c_n, x, h0, output, params, packed, saved,
+                                 mask, keep_h, keep_c, h_mask, reverse, bias, a, b, n);
   }
   if (family == 1) {
-    auto r = rnnkit::gru_forward(x, h0, params, packed, mask, keep_h, h_mask, reverse, false,
-                                 bias, a);
-    return {std::get<0>(r), std::get<1>(r), at::Tensor()};
+    auto r = rnnkit::gru_backward(d_output, d_h_n, x, h0, output, params, packed, saved, mask,
+                                  keep_h, h_mask, reverse, bias, a);
+    return {std::get<0>(r), std::get<1>(r), at::Tensor(), std::get<2>(r)};
   }
-  auto r = rnnkit::rnn_forward(x, h0, params, packed, mask, keep_h, h_mask, reverse, false,
-                               bias, n);
-  return {std::get<0>(r), std::get<1>(r), at::Tensor()};
+  auto r = rnnkit::rnn_backward(d_output, d_h_n, x, h0, output, params, packed, saved, mask,
+                                keep_h, h_mask, reverse, bias, n);
+  return {std::get<0>(r), std::get<1>(r), at::Tensor(), std::get<2>(r)};
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward_nograd", &forward_nograd);
+  m.def("forward", &forward_entry);
+  m.def("backward", &backward_entry);
 }

@@ -151,8 +151,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   const Keep<T> keep_h{seq.keep_h, seq.mask, neutral.ones, neutral.zeros, B, H};
   const PrevState<T> prev{output.data_ptr<T>(), h0.data_ptr<T>(), seq.mask, T_, B, H,
                           seq.reverse};
-  at::Tensor d_w_ih = at::zeros({H, p.I}, opts);
-  at::Tensor d_w_hh = at::zeros({H, H}, opts);
+  at::Tensor d_w_ih = at::empty({H, p.I}, opts);
+  at::Tensor d_w_hh = at::empty({H, H}, opts);
   at::Tensor d_b = at::zeros({H}, opts);
   at::Tensor d_x = at::empty({T_, B, p.I}, opts);
   for (index_t k = T_ - 1; k >= 0; --k) {
@@ -171,8 +171,9 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     if (plan.last(k)) {  // the chunk's weight gradients and d_x
       const index_t p1 = plan.p1(k);
       input_grads_chunk(d_a_d, H, H, p0, p1, B, x.data_ptr<T>(), p.I, w_ih_n,
-                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), d_b.data_ptr<T>(), opts);
-      grad_hh(d_a_d, H, H, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), H, opts);
+                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), d_b.data_ptr<T>(), opts, !plan.first(k));
+      grad_hh(d_a_d, H, H, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), H, opts,
+              !plan.first(k));
     }
   }
   std::vector<at::Tensor> grads{d_w_ih, d_w_hh};

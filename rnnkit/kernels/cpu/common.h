@@ -220,7 +220,7 @@ inline void gemm_rows(index_t rows, index_t k, const T* a, index_t rsa, index_t 
 }
 
 // Panels [jp0, jp1) of C = [C +] A B. With a_tiles (pack_rows) A is read tile by tile;
-// without (fewer than kTileRows rows, a decoding step), straight from a with its strides.
+// without (at most kTileRows rows: a decoding step, a small batch), straight from a.
 template <typename T>
 void gemm_panels(index_t m, const T* a_tiles, const T* a, index_t rsa, index_t csa,
                  const Packed<T>& b, T* c, index_t ldc, bool accumulate, index_t jp0,
@@ -292,7 +292,8 @@ void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b,
   }
   const index_t work = m * b.k * Packed<T>::NR;  // multiply-adds per panel
   const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
-  const T* a_tiles = m >= kTileRows ? pack_rows(m, b.k, a, rsa, csa) : nullptr;
+  // one tile or less (a step of a small batch): read A in place, no copy
+  const T* a_tiles = m > kTileRows ? pack_rows(m, b.k, a, rsa, csa) : nullptr;
   if (b.panels() <= grain) {
     gemm_panels(m, a_tiles, a, rsa, csa, b, c, ldc, accumulate, 0, b.panels());
     return;

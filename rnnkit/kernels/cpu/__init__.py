@@ -10,7 +10,14 @@ Ops (each forward has a backward op; fake and autograd formulas are registered h
 
 * ``rnnkit::lstm_forward`` / ``lstm_backward`` -- peephole, proj_size, layer_norm;
 * ``rnnkit::gru_forward`` / ``gru_backward`` -- reset_after True or False;
-* ``rnnkit::rnn_forward`` / ``rnn_backward`` -- tanh, relu or sigmoid.
+* ``rnnkit::rnn_forward`` / ``rnn_backward`` -- tanh, relu or sigmoid;
+* ``rnnkit::pack_weight`` -- a weight packed for the GEMM (see "Packed weights" below).
+
+The same library is also a Python module with two plain entry points,
+``forward`` and ``backward``. Outside torch.compile and dispatch modes ``run`` calls them
+(with :class:`_Fused`, an autograd.Function, when gradients are needed): the ops' argument
+boxing and torch.library's Python autograd wrapper cost more than a small decoding step.
+Under torch.compile the ops and their registered autograd formula run, as opcheck tests.
 
 ``run`` has the semantics of :func:`rnnkit.kernels.bptt.run`. A cell with a user-given
 ``(function, derivative)`` activation cannot run in C++; ``run`` hands it to the bptt

@@ -8,8 +8,9 @@
 //   without layer norm: gates i|f|g|o (T,B,4H), written over the input projection;
 //   with layer norm: x̂_ih (T,B,4H) (over the input projection), 1/σ_ih (T,B), x̂_hh (T,B,4H),
 //   1/σ_hh (T,B); the gates, c_t and the LN of c_t are recomputed in backward.
-// Backward: the reverse recurrence with one GEMM per step (two with proj), then dW_ih,
-// dW_hh, dW_hr and dx as big GEMMs over all steps.
+// Backward: the reverse recurrence with one GEMM per step (two with proj); dW_ih, dW_hh,
+// dW_hr and dx as big GEMMs over chunks of steps as the recurrence completes them
+// (ChunkPlan in common.h), so the gradient of every step's pre-activations is never held.
 #include "common.h"
 
 namespace rnnkit {

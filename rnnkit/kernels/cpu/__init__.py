@@ -291,7 +291,8 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     if (not save or x.size(0) == 1) and not compiling:
         packed = _cached_forward_packs(spec, param_list)
     if not compiling and _EXT and type(x) is torch.Tensor \
-            and not torch._C._len_torch_dispatch_stack():
+            and not torch._C._len_torch_dispatch_stack() \
+            and not torch._C._are_functorch_transforms_active():
         # no tracing: the library's plain entry points (no argument boxing, and for
         # gradients an autograd.Function instead of torch.library's Python wrapper)
         lstm = state_count == 2

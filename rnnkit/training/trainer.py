@@ -118,6 +118,7 @@ class Trainer:
         self.hidden, self.best_valid, self.elapsed_before = None, math.inf, 0.0
         self.interval = [0.0, 0, 0.0]  # loss * tokens, tokens, wall seconds
         self.last_grad_norm, self.stop_reason, self._signal = None, None, None
+        self._validate_at_stop = False
         self.log, self.bar = None, None
 
     def _setup_data(self, corpus):
@@ -178,8 +179,11 @@ class Trainer:
             if self.step_count % t.log_every == 0:
                 self._log_train()
             if self._should_stop():
-                self.save()
                 self._close_bar()
+                if self._validate_at_stop:
+                    self._validate_mid_epoch()  # a time-limited run ends with a figure
+                else:
+                    self.save()
                 return False
             if (t.checkpoint_every and self.step_count % t.checkpoint_every == 0
                     and self.batch_index < self.steps_per_epoch):
@@ -258,6 +262,22 @@ class Trainer:
         self.world.all_reduce_sum(total)
         return float(total[0] / total[1])
 
+    def _validate_mid_epoch(self):
+        """At a time-limit stop inside an epoch: validate, log it, keep the checkpoint
+        as best if it is. Training state is untouched (the learning-rate schedule only
+        moves at epoch ends), so ``--resume`` continues exactly."""
+        metrics = self.split_metrics("valid")
+        score = self.selection_score(metrics)
+        is_best = score < self.best_valid
+        self.best_valid = min(self.best_valid, score)
+        if self.log:
+            self.log.log(step=self.step_count, epoch=self.epoch, split="valid",
+                         lr=self.current_lr(), elapsed_s=self.elapsed(), **metrics)
+        self._say(f"epoch {self.epoch:3d} | step {self.batch_index}/{self.steps_per_epoch} "
+                  f"(time limit) | valid " + _fmt_metrics(metrics) +
+                  f" | {self.elapsed():.0f} s" + (" | best" if is_best else ""))
+        self.save(is_best=is_best)
+
     def _end_epoch(self):
         metrics = self.split_metrics("valid")
         self.schedule.end_epoch(metrics["loss"])
@@ -319,6 +339,9 @@ class Trainer:
             self.stop_reason = self._signal or "time limit"
             if self._signal is None:
                 self.stop_reason = "time limit" if timed_out else "stopped by another rank"
+            # every rank must agree on whether to validate (a collective): only when
+            # no rank was signalled, i.e. the stop is a time limit somewhere
+            self._validate_at_stop = not self.world.any(self._signal is not None)
         return self.stop_reason is not None
 
     def elapsed(self):

@@ -144,3 +144,35 @@ def test_learning_actually_happens(tmp_path):
     trainer.fit()
     after = trainer.evaluate(trainer.valid_data)
     assert before > 2.9 and after < 0.6 * before
+
+
+def test_time_limit_validates_mid_epoch_and_resumes_exactly(tmp_path):
+    class SlowClock(Trainer):
+        """The time limit falls due after step 7: stop there, as a clock would."""
+
+        def _should_stop(self):
+            if self.step_count == 7:
+                self.config.train.max_minutes = 1e-9
+            return super()._should_stop()
+
+    reference = tiny_trainer(tmp_path, out="reference")
+    reference.fit()
+    limited = tiny_trainer(tmp_path, out="limited", cls=SlowClock)
+    summary = limited.fit()
+    assert summary["completed"] is False and summary["stop_reason"] == "time limit"
+    with open(tmp_path / "limited" / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "valid"]
+    # one validation row at the stop, equal to evaluating the stopped model directly
+    assert [int(r["step"]) for r in rows] == [7]
+    assert math.isclose(float(rows[0]["loss"]), limited.split_metrics("valid")["loss"],
+                        rel_tol=1e-12)
+    assert summary["best_valid"] == float(rows[0]["loss"])
+    manager = CheckpointManager(tmp_path / "limited" / "checkpoints")
+    assert manager.latest().name == "step-00000007" and manager.best() == manager.latest()
+    resumed = tiny_trainer(tmp_path, out="limited")
+    resumed.resume(manager.latest())
+    assert resumed.fit()["completed"]
+    # the validation pass changed nothing: training continues bit for bit
+    assert train_losses(tmp_path / "limited") == train_losses(tmp_path / "reference")
+    epoch_ends = valid_losses(tmp_path / "limited")[1:]
+    assert epoch_ends == valid_losses(tmp_path / "reference")

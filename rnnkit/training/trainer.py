@@ -262,34 +262,32 @@ class Trainer:
         self.world.all_reduce_sum(total)
         return float(total[0] / total[1])
 
+    def _validate(self, where, end_of_epoch):
+        """Score the validation split, log and print it, note whether it is the best so
+        far; at an epoch end the schedule sees the loss. Returns ``is_best``."""
+        metrics = self.split_metrics("valid")
+        if end_of_epoch:
+            self.schedule.end_epoch(metrics["loss"])
+        score = self.selection_score(metrics)
+        is_best = score < self.best_valid
+        self.best_valid = min(self.best_valid, score)
+        if self.log:
+            self.log.log(step=self.step_count, epoch=self.epoch, split="valid",
+                         lr=self.current_lr(), elapsed_s=self.elapsed(), **metrics)
+        self._say(f"epoch {self.epoch:3d}{where} | valid " + _fmt_metrics(metrics) +
+                  f" | lr {self.current_lr():.4g} | {self.elapsed():.0f} s" +
+                  (" | best" if is_best else ""))
+        return is_best
+
     def _validate_mid_epoch(self):
         """At a time-limit stop inside an epoch: validate, log it, keep the checkpoint
         as best if it is. Training state is untouched (the learning-rate schedule only
         moves at epoch ends), so ``--resume`` continues exactly."""
-        metrics = self.split_metrics("valid")
-        score = self.selection_score(metrics)
-        is_best = score < self.best_valid
-        self.best_valid = min(self.best_valid, score)
-        if self.log:
-            self.log.log(step=self.step_count, epoch=self.epoch, split="valid",
-                         lr=self.current_lr(), elapsed_s=self.elapsed(), **metrics)
-        self._say(f"epoch {self.epoch:3d} | step {self.batch_index}/{self.steps_per_epoch} "
-                  f"(time limit) | valid " + _fmt_metrics(metrics) +
-                  f" | {self.elapsed():.0f} s" + (" | best" if is_best else ""))
-        self.save(is_best=is_best)
+        where = f" | step {self.batch_index}/{self.steps_per_epoch} (time limit)"
+        self.save(is_best=self._validate(where, end_of_epoch=False))
 
     def _end_epoch(self):
-        metrics = self.split_metrics("valid")
-        self.schedule.end_epoch(metrics["loss"])
-        score = self.selection_score(metrics)
-        is_best = score < self.best_valid
-        self.best_valid = min(self.best_valid, score)
-        if self.log:
-            self.log.log(step=self.step_count, epoch=self.epoch, split="valid",
-                         lr=self.current_lr(), elapsed_s=self.elapsed(), **metrics)
-        self._say(f"epoch {self.epoch:3d} | valid " + _fmt_metrics(metrics) +
-                  f" | lr {self.current_lr():.4g} | {self.elapsed():.0f} s" +
-                  (" | best" if is_best else ""))
+        is_best = self._validate("", end_of_epoch=True)
         self.epoch, self.batch_index, self.hidden = self.epoch + 1, 0, None
         self.save(is_best=is_best)
 

@@ -323,8 +323,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   auto d_c = state_grad(d_c_n, x, B, H);
   // d_z, the gradient of the pre-activations, for one chunk of steps (ChunkPlan); with
   // layer norm its two layer-norm backwards instead: d_xp (input side), d_hh (recurrent).
-  // (layer norm keeps two chunk buffers: half the rows each)
-  const ChunkPlan plan(T_, B, seq.reverse, ln ? kChunkRows / 2 : kChunkRows);
+  // (layer norm keeps two chunk buffers: half the rows each when the sequence is short,
+  // where they would be a large part of the step's memory; long sequences keep the GEMMs'
+  // k large)
+  const ChunkPlan plan(T_, B, seq.reverse,
+                       ln && T_ * B <= 2 * kChunkRows ? kChunkRows / 2 : kChunkRows);
   at::Tensor d_xp = at::empty({plan.size, B, G}, opts);
   at::Tensor d_hh = ln ? at::empty({plan.size, B, G}, opts) : d_xp;
   at::Tensor d_h_cand = at::empty({proj ? plan.size : 1, B, P}, opts);

@@ -444,3 +444,13 @@ def test_gradients_when_some_outputs_get_none(family, loss_on):
             assert got is None or not got.abs().max() > 0
         else:
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_double_backward_raises_instead_of_returning_wrong_values():
+    spec = CellSpec("gru", 3, 4)
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, 3, 2)
+    outputs, _ = cpu.run(spec, x, state0, params)
+    (g,) = torch.autograd.grad(outputs.square().sum(), [x], create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(g.sum(), [params["weight_hh"]])

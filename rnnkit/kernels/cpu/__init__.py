@@ -333,6 +333,7 @@ class _Fused(torch.autograd.Function):
         return outputs, h_n, c_n
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # (double backward raises, as with the ops)
     def backward(ctx, d_output, d_h_n, d_c_n):
         x, h0, outputs, *rest = ctx.saved_tensors
         params, saved = rest[:ctx.param_count], rest[ctx.param_count:]

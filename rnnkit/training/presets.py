@@ -21,14 +21,15 @@ PRESETS = {
         "train": {"epochs": 20, "batch_size": 32, "bptt": 100, "eval_batch_size": 16,
                   "log_every": 20, "checkpoint_every": 500, "out": "runs/char-default"},
     },
-    # Karpathy's char-rnn task: tiny-shakespeare, 90/5/5 split by position.
+    # Karpathy's char-rnn task: tiny-shakespeare, 90/5/5 split by position. A GRU: the
+    # fused GRU kernel runs ~1.3x the characters/s of the LSTM, so 7 epochs fit in 30 min.
     "char-shakespeare": {
         "data": {"dataset": "tinyshakespeare", "level": "char"},
-        "model": {"cell": "lstm", "embed_size": 128, "hidden_size": 512, "num_layers": 2,
-                  "dropout": 0.2},
+        "model": {"cell": "gru", "embed_size": 128, "hidden_size": 512, "num_layers": 2,
+                  "dropout": 0.1},
         "optim": {"optimizer": "adam", "lr": 2e-3, "clip": 5.0, "schedule": "cosine",
                   "warmup_steps": 100, "min_lr_ratio": 0.05},
-        "train": {"epochs": 5, "batch_size": 64, "bptt": 100, "eval_batch_size": 16,
+        "train": {"epochs": 7, "batch_size": 64, "bptt": 100, "eval_batch_size": 16,
                   "log_every": 50, "checkpoint_every": 500,
                   "out": "runs/char-shakespeare"},
     },

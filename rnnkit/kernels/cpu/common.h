@@ -475,13 +475,13 @@ inline T tanh_fast(T x) { return T(1) - T(2) / (T(1) + exp_fast<T>(T(2) * x)); }
 
 // --- Layer norm rows. ---
 
-// Layer norm statistics of one row: returns 1/σ and writes x̂ = (x - μ)/σ.
+// Layer norm statistics of one row: the mean μ (into `mean`) and 1/σ (returned).
 template <typename T>
-inline T normalize_row(const T* __restrict x, T* __restrict x_hat, index_t n) {
-  T mean = 0;
-  _Pragma("omp simd reduction(+ : mean)")
-  for (index_t j = 0; j < n; ++j) mean += x[j];
-  mean /= T(n);
+inline T row_mean_inv_std(const T* x, index_t n, T& mean) {
+  T sum = 0;
+  _Pragma("omp simd reduction(+ : sum)")
+  for (index_t j = 0; j < n; ++j) sum += x[j];
+  mean = sum / T(n);
   T var = 0;
   _Pragma("omp simd reduction(+ : var)")
   for (index_t j = 0; j < n; ++j) {
@@ -489,7 +489,14 @@ inline T normalize_row(const T* __restrict x, T* __restrict x_hat, index_t n) {
     var += d * d;
   }
   var /= T(n);
-  const T inv_std = T(1) / std::sqrt(var + T(1e-5));
+  return T(1) / std::sqrt(var + T(1e-5));
+}
+
+// Writes x̂ = (x - μ)/σ of one row; returns 1/σ.
+template <typename T>
+inline T normalize_row(const T* __restrict x, T* __restrict x_hat, index_t n) {
+  T mean;
+  const T inv_std = row_mean_inv_std(x, n, mean);
   RNNKIT_SIMD
   for (index_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * inv_std;
   return inv_std;
@@ -498,18 +505,8 @@ inline T normalize_row(const T* __restrict x, T* __restrict x_hat, index_t n) {
 // The same in place: x becomes x̂.
 template <typename T>
 inline T normalize_row_inplace(T* x, index_t n) {
-  T mean = 0;
-  _Pragma("omp simd reduction(+ : mean)")
-  for (index_t j = 0; j < n; ++j) mean += x[j];
-  mean /= T(n);
-  T var = 0;
-  _Pragma("omp simd reduction(+ : var)")
-  for (index_t j = 0; j < n; ++j) {
-    const T d = x[j] - mean;
-    var += d * d;
-  }
-  var /= T(n);
-  const T inv_std = T(1) / std::sqrt(var + T(1e-5));
+  T mean;
+  const T inv_std = row_mean_inv_std(x, n, mean);
   RNNKIT_SIMD
   for (index_t j = 0; j < n; ++j) x[j] = (x[j] - mean) * inv_std;
   return inv_std;

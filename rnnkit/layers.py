@@ -121,6 +121,17 @@ def _check_state(owner, name, value, shape, like):
                          f"got {value.device}")
 
 
+def _module_params(module, attributes):
+    """``{name: module.<attribute>}`` for ``attributes = {name: attribute}``, read from
+    ``module._parameters`` (getattr on a Module costs ~1 us per parameter), falling back to
+    getattr for a parametrized or replaced weight that is not a registered parameter."""
+    try:
+        registered = module._parameters
+        return {name: registered[attr] for name, attr in attributes.items()}
+    except KeyError:
+        return {name: getattr(module, attr) for name, attr in attributes.items()}
+
+
 def _parse_hx(owner, family, hx, shapes, like):
     """The user's hx as a tuple of state tensors, each checked against its shape."""
     if family == "lstm":
@@ -268,12 +279,7 @@ class RNNBase(nn.Module):
         return layer_input, final_state
 
     def _cell_params(self, index):
-        try:  # (getattr on a Module costs ~1 us per parameter)
-            registered = self._parameters
-            params = {name: registered[attr] for name, attr in self._param_names[index].items()}
-        except KeyError:  # a parametrized or replaced weight: not a registered parameter
-            params = {name: getattr(self, attr)
-                      for name, attr in self._param_names[index].items()}
+        params = _module_params(self, self._param_names[index])
         if self.weight_drop > 0 and self.training:
             params["weight_hh"] = F.dropout(params["weight_hh"], self.weight_drop, training=True)
         return params
@@ -432,13 +438,12 @@ class _CellBase(nn.Module):
         for name, shape in self._spec.param_shapes().items():
             self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device,
                                                                    dtype=dtype)))
-        self._names = self._spec.param_names()
+        self._names = {name: name for name in self._spec.param_names()}  # {name: attribute}
         self._state_sizes = self._spec.state_sizes
         self.reset_parameters()
 
     def reset_parameters(self):
-        names = {name: name for name in self._spec.param_names()}
-        _init_cell_parameters(self, names, self._spec, self.forget_bias)
+        _init_cell_parameters(self, self._names, self._spec, self.forget_bias)
 
     def forward(self, input, hx=None):
         """input (N, H_in) or (H_in,); hx as torch. Returns h' (or (h', c') for LSTM)."""
@@ -450,11 +455,7 @@ class _CellBase(nn.Module):
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         state0 = self._initial_state(hx, x, batched)
-        try:  # (getattr on a Module costs ~1 us per parameter)
-            registered = self._parameters
-            params = {name: registered[name] for name in self._names}
-        except KeyError:  # a parametrized or replaced weight: not a registered parameter
-            params = {name: getattr(self, name) for name in self._names}
+        params = _module_params(self, self._names)
         fused = dispatch.fused_run(x)  # (skips dispatch.run's general path: ~3 us a step)
         run = fused if fused is not None else dispatch.run
         _, state = run(self._spec, x.unsqueeze(0), state0, params)

@@ -48,7 +48,12 @@ __all__ = ["unavailable_reason", "supports", "run", "load", "build_directory",
 _HERE = pathlib.Path(__file__).resolve().parent
 _SOURCES = ("ops.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp")
 _HEADERS = ("common.h",)
-_CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno")
+# -fopenmp: at::parallel_for is inlined from ATen's headers and runs its loop on torch's
+# OpenMP threads only when the including code is compiled with OpenMP (without it, it
+# runs the whole range on the calling thread). The library then links libgomp.so.1, the
+# one torch already loaded.
+_CFLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno")
+_LDFLAGS = ("-fopenmp",)
 _ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
 
 
@@ -69,7 +74,8 @@ def build_directory() -> pathlib.Path:
     digest = hashlib.sha256()
     for name in _SOURCES + _HEADERS:
         digest.update((_HERE / name).read_bytes())
-    for part in (torch.__version__, platform.python_version(), _cpu_flags(), *_CFLAGS):
+    for part in (torch.__version__, platform.python_version(), _cpu_flags(), *_CFLAGS,
+                 *_LDFLAGS):
         digest.update(part.encode())
     root = pathlib.Path(os.environ.get("RNNKIT_CACHE")
                         or pathlib.Path.home() / ".cache" / "rnnkit")
@@ -91,7 +97,8 @@ def load() -> pathlib.Path:
         if not done.exists():
             cpp_extension.load(
                 name="rnnkit_cpu", sources=[str(_HERE / s) for s in _SOURCES],
-                extra_cflags=list(_CFLAGS), build_directory=str(directory),
+                extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
+                build_directory=str(directory),
                 is_python_module=False, verbose=False)
             done.touch()
     torch.ops.load_library(str(library))
@@ -400,8 +407,13 @@ def _rnn_forward_fake(x, h0, params, packed, mask, keep_h, h_mask, reverse, save
     return x.new_empty(T, B, H), h0.new_empty(h0.shape), saved
 
 
+# Columns per packed panel by dtype: two vectors of the instruction set the library was
+# built for (common.h), read off the kernel itself once it is loaded.
+_PANEL_WIDTH = {}
+
+
 def _pack_weight_fake(w, transpose):
-    nr = 32 if w.dtype == torch.float32 else 16
+    nr = _PANEL_WIDTH[w.dtype]
     k, n = (w.size(1), w.size(0)) if transpose else (w.size(0), w.size(1))
     return w.new_empty((n + nr - 1) // nr, k, nr)
 
@@ -489,3 +501,5 @@ def _register_python_side():
                                         setup_context=_setup_context(state_count))
     for name in ("pack_weight", "lstm_forward", "gru_forward", "rnn_forward"):
         _OPS[name] = getattr(torch.ops.rnnkit, name).default
+    for dtype in (torch.float32, torch.float64):
+        _PANEL_WIDTH[dtype] = _OPS["pack_weight"](torch.zeros(1, 1, dtype=dtype), False).size(2)

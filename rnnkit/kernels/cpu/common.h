@@ -47,16 +47,27 @@ inline void for_rows(index_t rows, index_t cols, const F& f) {
 // matches it on the large ones. Each element of C is computed by one thread in a fixed
 // order, so results do not depend on the thread count.
 
-template <typename T> struct Lanes;
-template <> struct Lanes<float> {
-  typedef float vec __attribute__((vector_size(64)));
-  static constexpr int count = 16;
-};
-template <> struct Lanes<double> {
-  typedef double vec __attribute__((vector_size(64)));
-  static constexpr int count = 8;
-};
+//
+// The tile is sized to the register file of the instruction set the build targets: it
+// holds kTileRows x 2 accumulator vectors plus the two vectors of B and a broadcast of A.
+// AVX-512 (32 registers of 64 bytes): 8 rows of two 64-byte vectors. AVX2 (16 registers
+// of 32 bytes): 6 rows of two 32-byte vectors, the shape BLIS uses there; wider vectors or
+// more rows would spill accumulators to memory on every multiply-add. Plain SSE: 4 rows.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
 constexpr int kTileRows = 8;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+constexpr int kTileRows = 6;
+#else
+constexpr int kVectorBytes = 16;
+constexpr int kTileRows = 4;
+#endif
+
+template <typename T> struct Lanes {
+  typedef T vec __attribute__((vector_size(kVectorBytes)));
+  static constexpr int count = kVectorBytes / static_cast<int>(sizeof(T));
+};
 
 template <typename T>
 struct Packed {

@@ -52,7 +52,9 @@ _HEADERS = ("common.h",)
 # OpenMP threads only when the including code is compiled with OpenMP (without it, it
 # runs the whole range on the calling thread). The library then links libgomp.so.1, the
 # one torch already loaded.
-_CFLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno")
+# -fno-trapping-math: without it GCC keeps the clamps of exp_fast (common.h) as branches and
+# leaves every gate loop scalar ("control flow in loop").
+_CFLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math")
 _LDFLAGS = ("-fopenmp",)
 _ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
 

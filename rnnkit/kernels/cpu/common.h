@@ -230,6 +230,13 @@ inline void gemm_rows(index_t rows, index_t k, const T* a, index_t rsa, index_t 
   }
 }
 
+// Depth of one block of a panel: a block of kKBlock rows of a panel (16 KiB) stays in the
+// level-1 cache while every row tile of A runs over it, beside the tile of A being read.
+// Without the blocking a panel of depth k >= 512 fills the cache alone and the tiles of A
+// push it out: every multiply-add then waits on the level-2 cache.
+template <typename T>
+constexpr index_t kKBlock = 16384 / (Packed<T>::NR * static_cast<index_t>(sizeof(T)));
+
 // Panels [jp0, jp1) of C = [C +] A B. With a_tiles (pack_rows) A is read tile by tile;
 // without (at most kTileRows rows: a decoding step, a small batch), straight from a.
 template <typename T>
@@ -237,22 +244,27 @@ void gemm_panels(index_t m, const T* a_tiles, const T* a, index_t rsa, index_t c
                  const Packed<T>& b, T* c, index_t ldc, bool accumulate, index_t jp0,
                  index_t jp1) {
   constexpr int NR = Packed<T>::NR;
+  const index_t k = b.k;
   for (index_t jp = jp0; jp < jp1; ++jp) {
-    const T* panel = b.panel(jp);
     const index_t j0 = jp * NR, cols = std::min<index_t>(NR, b.n - j0);
-    if (!a_tiles) {
-      gemm_rows(m, b.k, a, rsa, csa, panel, c + j0, ldc, cols, accumulate);
-      continue;
-    }
-    index_t i = 0;
-    for (; i + kTileRows <= m; i += kTileRows) {
-      gemm_tile<T, kTileRows>(b.k, a_tiles + i * b.k, 1, kTileRows, panel, c + i * ldc + j0,
-                              ldc, cols, accumulate);
-    }
-    // the last, partial tile: only its rows are computed (B = 1 would otherwise pay 8x)
-    if (i < m) {
-      gemm_rows(m - i, b.k, a_tiles + i * b.k, 1, kTileRows, panel, c + i * ldc + j0, ldc,
-                cols, accumulate);
+    for (index_t k0 = 0; k0 < k; k0 += kKBlock<T>) {
+      const index_t kb = std::min<index_t>(kKBlock<T>, k - k0);
+      const T* panel = b.panel(jp) + k0 * NR;
+      const bool add = accumulate || k0 > 0;
+      if (!a_tiles) {
+        gemm_rows(m, kb, a + k0 * csa, rsa, csa, panel, c + j0, ldc, cols, add);
+        continue;
+      }
+      index_t i = 0;
+      for (; i + kTileRows <= m; i += kTileRows) {
+        gemm_tile<T, kTileRows>(kb, a_tiles + i * k + k0 * kTileRows, 1, kTileRows, panel,
+                                c + i * ldc + j0, ldc, cols, add);
+      }
+      // the last, partial tile: only its rows are computed (B = 1 would otherwise pay 8x)
+      if (i < m) {
+        gemm_rows(m - i, kb, a_tiles + i * k + k0 * kTileRows, 1, kTileRows, panel,
+                  c + i * ldc + j0, ldc, cols, add);
+      }
     }
   }
 }

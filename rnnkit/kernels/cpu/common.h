@@ -255,14 +255,25 @@ void gemm_panels(index_t m, const T* a_tiles, const T* a, index_t rsa, index_t c
         gemm_rows(m, kb, a + k0 * csa, rsa, csa, panel, c + j0, ldc, cols, add);
         continue;
       }
-      index_t i = 0;
-      for (; i + kTileRows <= m; i += kTileRows) {
+      // A few rows left after the full tiles (m = 8: 6 + 2) would make a tile with too few
+      // accumulators to hide the multiply-add latency: the last full tile and those rows
+      // run as two tiles of about equal height instead (8 = 4 + 4), read from A in place.
+      const index_t rest = m % kTileRows;
+      const index_t full = m / kTileRows - (rest > 0 && rest <= kTileRows / 2 ? 1 : 0);
+      for (index_t tile = 0; tile < full; ++tile) {
+        const index_t i = tile * kTileRows;
         gemm_tile<T, kTileRows>(kb, a_tiles + i * k + k0 * kTileRows, 1, kTileRows, panel,
                                 c + i * ldc + j0, ldc, cols, add);
       }
-      // the last, partial tile: only its rows are computed (B = 1 would otherwise pay 8x)
-      if (i < m) {
-        gemm_rows(m - i, kb, a_tiles + i * k + k0 * kTileRows, 1, kTileRows, panel,
+      const index_t i = full * kTileRows, left = m - i;
+      if (left > kTileRows) {
+        const index_t top = (left + 1) / 2;
+        gemm_rows(top, kb, a + i * rsa + k0 * csa, rsa, csa, panel, c + i * ldc + j0, ldc,
+                  cols, add);
+        gemm_rows(left - top, kb, a + (i + top) * rsa + k0 * csa, rsa, csa, panel,
+                  c + (i + top) * ldc + j0, ldc, cols, add);
+      } else if (left > 0) {  // the last, partial tile: only its rows are computed
+        gemm_rows(left, kb, a_tiles + i * k + k0 * kTileRows, 1, kTileRows, panel,
                   c + i * ldc + j0, ldc, cols, add);
       }
     }

@@ -215,10 +215,25 @@ def test_opcheck_forward(index, masks, packed):
     torch.library.opcheck(op, _op_args(spec, masks=masks, packed=packed))
 
 
-def test_opcheck_pack_weight():
-    w = torch.randn(7, 5, dtype=torch.float32)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_pack_weight(dtype):
+    # the fake's panel width is read off the kernel: two vectors of the ISA it was built for
+    w = torch.randn(7, 5, dtype=dtype)
     for transpose in (False, True):
         torch.library.opcheck(torch.ops.rnnkit.pack_weight, (w, transpose))
+
+
+def test_library_is_built_with_openmp():
+    # at::parallel_for is inlined from ATen's headers: without -fopenmp it silently runs
+    # every loop on the calling thread. The library must link OpenMP, and in this process
+    # the copy torch loaded (one runtime, one thread pool).
+    library = cpu.load()
+    dynamic = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "libgomp" in dynamic, dynamic
+    with open("/proc/self/maps") as maps:
+        loaded = {line.split()[-1] for line in maps if "libgomp" in line}
+    assert len(loaded) == 1, loaded
 
 
 @pytest.mark.parametrize("grads", ["all", "outputs-only"])

@@ -324,17 +324,30 @@ void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b,
     }
     return;
   }
-  const index_t work = m * b.k * Packed<T>::NR;  // multiply-adds per panel
-  const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
   // one tile or less (a step of a small batch): read A in place, no copy
   const T* a_tiles = m > kTileRows ? pack_rows(m, b.k, a, rsa, csa) : nullptr;
-  if (b.panels() <= grain) {
-    gemm_panels(m, a_tiles, a, rsa, csa, b, c, ldc, accumulate, 0, b.panels());
-    return;
+  // Many rows (a weight gradient: m = 4H rows of d_z^T): blocks of rows whose tiles of A
+  // (about 128 KiB) stay in the level-2 cache while every panel runs over them, instead
+  // of the whole of A streaming from memory once per panel.
+  const index_t block = a_tiles ? std::max<index_t>(kTileRows, (index_t(1) << 17) /
+                                      std::max<index_t>(b.k * index_t(sizeof(T)), 1) /
+                                      kTileRows * kTileRows)
+                                : m;
+  for (index_t i0 = 0; i0 < m; i0 += block) {
+    const index_t rows = std::min(block, m - i0);
+    const T* tiles = a_tiles ? a_tiles + i0 * b.k : nullptr;
+    const T* a_rows = a + i0 * rsa;
+    T* c_rows = c + i0 * ldc;
+    const index_t work = rows * b.k * Packed<T>::NR;  // multiply-adds per panel
+    const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
+    if (b.panels() <= grain) {
+      gemm_panels(rows, tiles, a_rows, rsa, csa, b, c_rows, ldc, accumulate, 0, b.panels());
+      continue;
+    }
+    at::parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
+      gemm_panels(rows, tiles, a_rows, rsa, csa, b, c_rows, ldc, accumulate, begin, end);
+    });
   }
-  at::parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
-    gemm_panels(m, a_tiles, a, rsa, csa, b, c, ldc, accumulate, begin, end);
-  });
 }
 
 // The same with B (k x n, b(p, j) = b[p * rsb + j * csb]) packed on the fly.

@@ -7,6 +7,7 @@ Backend: nccl when CUDA is available, gloo otherwise. Only rank 0 writes files.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -38,6 +39,10 @@ class World:
         if not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend=backend)
+            # A process that exits with the group alive can abort in gloo's teardown
+            # ("terminate called without an active exception", SIGABRT) while the
+            # interpreter is finalizing: destroy it while Python is still whole.
+            atexit.register(_destroy_group)
         return cls(dist.get_rank(), dist.get_world_size(),
                    int(os.environ.get("LOCAL_RANK", "0")))
 
@@ -68,8 +73,14 @@ class World:
             dist.barrier()
 
     def close(self):
-        if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        """Leave the job (destroy the process group); safe to call more than once."""
+        if self.distributed:
+            _destroy_group()
+
+
+def _destroy_group():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard_columns(source, rank, world_size):

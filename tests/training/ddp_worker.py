@@ -26,6 +26,7 @@ def main(tmp, tag):
         grads["__columns__"] = torch.tensor([trainer.train_data.size(1)])
         save_file(grads, str(tmp / f"grads-{tag}.safetensors"))
     trainer.fit()
+    trainer.world.close()
 
 
 if __name__ == "__main__":

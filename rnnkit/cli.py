@@ -168,13 +168,16 @@ def fit_run(trainer, latest, data_text):
         f"{config.model.hidden_size}, {params:,} parameters, vocab {len(trainer.vocab)}; "
         f"{data_text}; {world.world_size} process(es); out {out}"
         + (f"; resuming from {latest.name}" if latest is not None else ""), file=sys.stderr)
+    finished = False
     try:
-        return trainer.fit()
+        summary = trainer.fit()
+        finished = True
+        return summary
     except NonFiniteLoss as e:
         say(f"rnnkit train: {e}", file=sys.stderr)
         return None
     finally:
-        world.close()
+        trainer.close(sync=finished)
 
 
 def _report(out, model, vocab, config, summary):

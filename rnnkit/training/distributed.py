@@ -72,9 +72,20 @@ class World:
         if self.distributed:
             dist.barrier()
 
-    def close(self):
-        """Leave the job (destroy the process group); safe to call more than once."""
-        if self.distributed:
+    def close(self, sync=True):
+        """Leave the job; safe to call more than once.
+
+        With ``sync`` (every rank got here normally) a barrier first: once it returns no
+        rank has a collective in flight, so no gloo worker thread still holds a tensor
+        that Python owns. Such a tensor released by that thread while the interpreter
+        finalizes takes the dying GIL and aborts the process ("terminate called without
+        an active exception"); the group itself can outlive ``destroy_process_group``
+        while a DistributedDataParallel module holds it. ``sync=False`` after an error,
+        when another rank may never reach the barrier.
+        """
+        if self.distributed and dist.is_available() and dist.is_initialized():
+            if sync:
+                dist.barrier()
             _destroy_group()
 
 

@@ -342,6 +342,13 @@ class Trainer:
             self._validate_at_stop = not self.world.any(self._signal is not None)
         return self.stop_reason is not None
 
+    def close(self, sync=True):
+        """Leave the data-parallel job: drop the DDP wrapper (it holds the process group)
+        and close the world (see ``World.close``; ``sync=False`` after an error). The
+        model stays usable on this process."""
+        self.network = self.model
+        self.world.close(sync=sync)
+
     def elapsed(self):
         return self.elapsed_before + time.monotonic() - self.run_start
 

@@ -50,7 +50,7 @@ def main(tmp, tag):
         grads["__count__"] = torch.tensor([count])
         save_file(grads, str(tmp / f"grads-{tag}.safetensors"))
     trainer.fit()
-    trainer.world.close()
+    trainer.close()
 
 
 if __name__ == "__main__":

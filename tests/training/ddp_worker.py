@@ -26,7 +26,7 @@ def main(tmp, tag):
         grads["__columns__"] = torch.tensor([trainer.train_data.size(1)])
         save_file(grads, str(tmp / f"grads-{tag}.safetensors"))
     trainer.fit()
-    trainer.world.close()
+    trainer.close()
 
 
 if __name__ == "__main__":

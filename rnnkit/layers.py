@@ -447,6 +447,10 @@ class _CellBase(nn.Module):
 
     def forward(self, input, hx=None):
         """input (N, H_in) or (H_in,); hx as torch. Returns h' (or (h', c') for LSTM)."""
+        if hx is not None and not torch.is_grad_enabled():
+            state = self._decoding_step(input, hx)
+            if state is not None:
+                return state if self.family == "lstm" else state[0]
         owner = type(self).__name__
         _check_input(owner, input, self.input_size)
         if input.dim() not in (1, 2):
@@ -462,6 +466,36 @@ class _CellBase(nn.Module):
         if not batched:
             state = tuple(s.squeeze(0) for s in state)
         return state if self.family == "lstm" else state[0]
+
+    def _decoding_step(self, x, hx):
+        """The step of sampling and beam search, (B, H_in) with a given state and no
+        gradient, through the fused kernel's step entry: the general path's checks cost
+        as much as the kernel at B=1 (a third of a 256-unit LSTM step). Returns None
+        when anything is not the plain case; the general path then runs (and raises its
+        errors)."""
+        if type(x) is not torch.Tensor or torch.compiler.is_compiling():
+            return None
+        shape = x.shape
+        if len(shape) != 2 or shape[1] != self.input_size:
+            return None
+        states = hx if self.family == "lstm" else (hx,)
+        sizes = self._state_sizes
+        if type(states) not in (tuple, list) or len(states) != len(sizes):
+            return None
+        dtype, batch = x.dtype, shape[0]
+        for value, size in zip(states, sizes):
+            if type(value) is not torch.Tensor or value.shape != (batch, size) \
+                    or value.dtype != dtype or not value.is_cpu:
+                return None
+        step = dispatch.fused_step(x)
+        if step is None:
+            return None
+        registered = self._parameters
+        try:
+            param_list = [registered[attr] for attr in self._names.values()]
+        except KeyError:  # a parametrized or replaced weight: the general path reads it
+            return None
+        return step(self._spec, x, tuple(states), param_list)
 
     def _initial_state(self, hx, x, batched):
         sizes = self._state_sizes

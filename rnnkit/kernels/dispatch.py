@@ -13,9 +13,20 @@ import torch
 
 from rnnkit.kernels import bptt, reference
 
-__all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel", "fused_run"]
+__all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel", "fused_run", "fused_step"]
 
 KERNELS = ("reference", "bptt", "cpu")
+# "RNNKIT_KERNEL" in os.environ costs ~1.2 us (the key is encoded on every lookup): the
+# per-step entries look in os.environ's own (bytes-keyed) dict when it has one. It is
+# read on every call, never cached: tests and users set the variable at run time.
+_ENV_DATA = getattr(os.environ, "_data", None)
+_ENV_KEY = os.environ.encodekey("RNNKIT_KERNEL") if _ENV_DATA is not None else None
+
+
+def _kernel_forced():
+    if _ENV_DATA is not None:
+        return _ENV_KEY in _ENV_DATA
+    return "RNNKIT_KERNEL" in os.environ
 _cpu_state = {}
 _CPU_DTYPES = (torch.float32, torch.float64)  # what the fused kernel runs (cpu.supports)
 
@@ -42,10 +53,20 @@ def fused_run(x):
     """The fused kernel's ``run`` when it is the kernel for ``x`` by default (a CPU float
     tensor, the kernel built, RNNKIT_KERNEL unset), else None: the cheap check of the
     common case, for callers that take many small steps (decoding)."""
-    if x.is_cpu and x.dtype in _CPU_DTYPES and "RNNKIT_KERNEL" not in os.environ:
+    if x.is_cpu and x.dtype in _CPU_DTYPES and not _kernel_forced():
         module = _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
         if module is not None:
             return module.run
+    return None
+
+
+def fused_step(x):
+    """The fused kernel's ``step`` (see :func:`rnnkit.kernels.cpu.step`) on the terms of
+    :func:`fused_run`, else None."""
+    if x.is_cpu and x.dtype in _CPU_DTYPES and not _kernel_forced():
+        module = _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
+        if module is not None:
+            return module.step
     return None
 
 

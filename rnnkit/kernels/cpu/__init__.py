@@ -117,6 +117,7 @@ def _load_python_entry(library):
         spec.loader.exec_module(module)
         _EXT["forward"] = module.forward
         _EXT["backward"] = module.backward
+        _EXT["step"] = module.step
     except Exception:  # pragma: no cover - then every call goes through the ops
         _EXT.clear()
 
@@ -215,10 +216,12 @@ def _cached_forward_packs(spec, params):
         (params[0], params[1], params[4 if spec.bias else 2])
     key = (spec.family, spec.reset_after, *map(id, weights))
     entry = _FORWARD_PACKS.get(key)
-    if entry is not None and all(r() is w for r, w in zip(entry[0], weights)) \
-            and entry[1] == tuple(w._version for w in weights) \
-            and entry[2] == tuple(w.data_ptr() for w in weights):
-        return entry[3]
+    if entry is not None:  # (a plain loop: the generator version cost 3 us per step)
+        for ref, w, version, pointer in zip(entry[0], weights, entry[1], entry[2]):
+            if ref() is not w or w._version != version or w.data_ptr() != pointer:
+                break
+        else:
+            return entry[3]
     for p in params:
         if not p.is_leaf:
             return []
@@ -321,6 +324,23 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         with torch._C._AutoDispatchBelowAutograd():
             result = op(*args)
     return result[0], tuple(result[1:1 + state_count])
+
+
+def step(spec, x, states, param_list):
+    """One step of ``spec``'s cell without autograd: x (B, H_in), ``states`` a tuple of
+    (B, size) tensors of x's dtype, ``param_list`` in ``spec.param_names()`` order; returns
+    the new state tuple, or None when this entry does not apply (a user-given activation,
+    the library's Python entry not loaded, a dispatch mode or functorch transform active)
+    and :func:`run` must be used. The caller has checked shapes, dtypes and devices and
+    that no gradient is needed (``LSTMCell`` and friends under ``torch.no_grad``)."""
+    info = _spec_info(spec)
+    if info is None or "step" not in _EXT or torch._C._len_torch_dispatch_stack() \
+            or torch._C._are_functorch_transforms_active():
+        return None
+    code, bias, a, b, n = info[4]
+    h, c = _EXT["step"](code, x, states[0], states[1] if info[3] == 2 else None, param_list,
+                        _cached_forward_packs(spec, param_list), bias, a, b, n)
+    return (h, c) if info[3] == 2 else (h,)
 
 
 class _Fused(torch.autograd.Function):

@@ -137,9 +137,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   return {std::get<0>(r), std::get<1>(r), at::Tensor(), std::get<2>(r)};
 }
 
+// One step without autograd (a decoding step: sampling, beam search): x (B, H_in) ->
+// (h', c' or None). forward_entry with T = 1, no masks and nothing saved, with six fewer
+// arguments to convert and no outputs tensor handed back.
+std::tuple<at::Tensor, at::Tensor> step_entry(int64_t family, const at::Tensor& x,
+                                              const at::Tensor& h0, const OptT& c0,
+                                              const std::vector<at::Tensor>& params,
+                                              const std::vector<at::Tensor>& packed, bool bias,
+                                              bool a, bool b, int64_t n) {
+  TORCH_CHECK(x.dim() == 2, "rnnkit step: x must be (B, H_in), got ", x.sizes());
+  auto r = forward_entry(family, x.unsqueeze(0), h0, c0, params, packed, std::nullopt,
+                         std::nullopt, std::nullopt, std::nullopt, false, false, bias, a, b, n);
+  return {std::get<1>(r), std::get<2>(r)};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward_entry);
   m.def("backward", &backward_entry);
+  m.def("step", &step_entry);
 }

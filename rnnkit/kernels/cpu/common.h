@@ -118,6 +118,7 @@ inline void gemm_tile(index_t k, const T* a, index_t rsa, index_t csa, const T* 
     acc0[r] = V{};
     acc1[r] = V{};
   }
+#pragma GCC unroll 4
   for (index_t p = 0; p < k; ++p) {
     V b0, b1;
     std::memcpy(&b0, panel + p * NR, sizeof(V));

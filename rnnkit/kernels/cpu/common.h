@@ -160,17 +160,31 @@ inline void gemm_tile(index_t k, const T* a, index_t rsa, index_t csa, const T* 
   }
 }
 
-// A (m x k) copied into tiles of kTileRows rows, (tiles, k, kTileRows), zero padded: the
+// The rows of a product split into ceil(m / kTileRows) tiles of about equal height, the
+// taller ones first: 32 = 6 + 6 + 5 + 5 + 5 + 5 rather than 6 + 6 + 6 + 6 + 8 as 4 + 4, and
+// 20 = 5 + 5 + 5 + 5 rather than 6 + 6 + 4 + 4. A 4-row tile's 8 accumulators just cover
+// the multiply-add latency and ran at ~2/3 of the 6-row tile's rate.
+struct TilePlan {
+  index_t tiles, base, extra;
+  explicit TilePlan(index_t m)
+      : tiles((m + kTileRows - 1) / kTileRows),
+        base(tiles ? m / tiles : 0),
+        extra(tiles ? m % tiles : 0) {}
+  index_t start(index_t t) const { return t * base + std::min(t, extra); }
+  index_t rows(index_t t) const { return base + (t < extra ? 1 : 0); }
+};
+
+// A (m x k) copied into the tiles of TilePlan(m), each (k, kTileRows), zero padded: the
 // tile kernel then reads one contiguous line per p instead of kTileRows strided rows
 // (which, a power-of-two stride apart, would also collide in the cache).
 template <typename T>
 const T* pack_rows(index_t m, index_t k, const T* a, index_t rsa, index_t csa) {
   thread_local std::vector<T> buffer;
-  const index_t tiles = (m + kTileRows - 1) / kTileRows;
-  buffer.resize(static_cast<size_t>(tiles * k * kTileRows));
-  for (index_t tile = 0; tile < tiles; ++tile) {
+  const TilePlan plan(m);
+  buffer.resize(static_cast<size_t>(plan.tiles * k * kTileRows));
+  for (index_t tile = 0; tile < plan.tiles; ++tile) {
     T* dst = buffer.data() + tile * k * kTileRows;
-    const index_t i0 = tile * kTileRows, rows = std::min<index_t>(kTileRows, m - i0);
+    const index_t i0 = plan.start(tile), rows = plan.rows(tile);
     if (csa == 1) {
       for (index_t r = 0; r < kTileRows; ++r) {
         const T* src = a + (i0 + r) * rsa;
@@ -272,40 +286,19 @@ void gemm_panels(index_t m, const T* a_tiles, const T* a, index_t rsa, index_t c
       const index_t kb = std::min<index_t>(kKBlock<T>, k - k0);
       const T* panel = b.panel(jp) + k0 * NR;
       const bool add = accumulate || k0 > 0;
-      if (!a_tiles) {
-        // A few rows (a step of a batch), read in place as ceil(m / kTileRows) tiles of
-        // about equal height: 20 = 5 + 5 + 5 + 5 rather than 6 + 6 + 4 + 4, whose 4-row
-        // tiles have just enough accumulators to cover the multiply-add latency and ran
-        // at ~2/3 of the 6-row tile's rate.
-        const index_t tiles = (m + kTileRows - 1) / kTileRows;
-        for (index_t tile = 0, i = 0; tile < tiles; ++tile) {
-          const index_t rows = (m - i + (tiles - tile) - 1) / (tiles - tile);
-          gemm_rows(rows, kb, a + i * rsa + k0 * csa, rsa, csa, panel, c + i * ldc + j0, ldc,
-                    cols, add);
-          i += rows;
+      const TilePlan plan(m);
+      for (index_t tile = 0; tile < plan.tiles; ++tile) {
+        const index_t i = plan.start(tile), rows = plan.rows(tile);
+        T* c_tile = c + i * ldc + j0;
+        if (!a_tiles) {  // a few rows (a step of a batch): read in place
+          gemm_rows(rows, kb, a + i * rsa + k0 * csa, rsa, csa, panel, c_tile, ldc, cols, add);
+        } else if (rows == kTileRows) {
+          gemm_tile<T, kTileRows>(kb, a_tiles + tile * k * kTileRows + k0 * kTileRows, 1,
+                                  kTileRows, panel, c_tile, ldc, cols, add);
+        } else {
+          gemm_rows(rows, kb, a_tiles + tile * k * kTileRows + k0 * kTileRows, 1, kTileRows,
+                    panel, c_tile, ldc, cols, add);
         }
-        continue;
-      }
-      // A few rows left after the full tiles (m = 8: 6 + 2) would make a tile with too few
-      // accumulators to hide the multiply-add latency: the last full tile and those rows
-      // run as two tiles of about equal height instead (8 = 4 + 4), read from A in place.
-      const index_t rest = m % kTileRows;
-      const index_t full = m / kTileRows - (rest > 0 && rest <= kTileRows / 2 ? 1 : 0);
-      for (index_t tile = 0; tile < full; ++tile) {
-        const index_t i = tile * kTileRows;
-        gemm_tile<T, kTileRows>(kb, a_tiles + i * k + k0 * kTileRows, 1, kTileRows, panel,
-                                c + i * ldc + j0, ldc, cols, add);
-      }
-      const index_t i = full * kTileRows, left = m - i;
-      if (left > kTileRows) {
-        const index_t top = (left + 1) / 2;
-        gemm_rows(top, kb, a + i * rsa + k0 * csa, rsa, csa, panel, c + i * ldc + j0, ldc,
-                  cols, add);
-        gemm_rows(left - top, kb, a + (i + top) * rsa + k0 * csa, rsa, csa, panel,
-                  c + (i + top) * ldc + j0, ldc, cols, add);
-      } else if (left > 0) {  // the last, partial tile: only its rows are computed
-        gemm_rows(left, kb, a_tiles + i * k + k0 * kTileRows, 1, kTileRows, panel,
-                  c + i * ldc + j0, ldc, cols, add);
       }
     }
   }
@@ -356,18 +349,18 @@ void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b,
     return;
   }
   // up to four tiles (a step of a batch): read A in place, no copy
-  const T* a_tiles = m > kInPlaceRows ? pack_rows(m, b.k, a, rsa, csa) : nullptr;
+  const bool packing = m > kInPlaceRows;
   // Many rows (a weight gradient: m = 4H rows of d_z^T): blocks of rows whose tiles of A
   // (about 128 KiB) stay in the level-2 cache while every panel runs over them, instead
   // of the whole of A streaming from memory once per panel.
-  const index_t block = a_tiles ? std::max<index_t>(kTileRows, (index_t(1) << 17) /
+  const index_t block = packing ? std::max<index_t>(kTileRows, (index_t(1) << 17) /
                                       std::max<index_t>(b.k * index_t(sizeof(T)), 1) /
                                       kTileRows * kTileRows)
                                 : m;
   for (index_t i0 = 0; i0 < m; i0 += block) {
     const index_t rows = std::min(block, m - i0);
-    const T* tiles = a_tiles ? a_tiles + i0 * b.k : nullptr;
     const T* a_rows = a + i0 * rsa;
+    const T* tiles = packing ? pack_rows(rows, b.k, a_rows, rsa, csa) : nullptr;
     T* c_rows = c + i0 * ldc;
     const index_t work = rows * b.k * Packed<T>::NR;  // multiply-adds per panel
     const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));

@@ -27,6 +27,8 @@ def _kernel_forced():
     if _ENV_DATA is not None:
         return _ENV_KEY in _ENV_DATA
     return "RNNKIT_KERNEL" in os.environ
+
+
 _cpu_state = {}
 _CPU_DTYPES = (torch.float32, torch.float64)  # what the fused kernel runs (cpu.supports)
 

@@ -468,7 +468,7 @@ class _CellBase(nn.Module):
         return state if self.family == "lstm" else state[0]
 
     def _decoding_step(self, x, hx):
-        """The step of sampling and beam search, (B, H_in) with a given state and no
+        """A decoding loop's step (sampling, beam search), (B, H_in) with a given state and no
         gradient, through the fused kernel's step entry: the general path's checks cost
         as much as the kernel at B=1 (a third of a 256-unit LSTM step). Returns None
         when anything is not the plain case; the general path then runs (and raises its

@@ -51,25 +51,26 @@ def cpu_kernel():
     return _cpu_state["module"]
 
 
-def fused_run(x):
-    """The fused kernel's ``run`` when it is the kernel for ``x`` by default (a CPU float
-    tensor, the kernel built, RNNKIT_KERNEL unset), else None: the cheap check of the
-    common case, for callers that take many small steps (decoding)."""
+def _fused_module(x):
+    """The fused kernel module when it is the kernel for ``x`` by default (a CPU float
+    tensor, the kernel built, RNNKIT_KERNEL unset), else None."""
     if x.is_cpu and x.dtype in _CPU_DTYPES and not _kernel_forced():
-        module = _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
-        if module is not None:
-            return module.run
+        return _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
     return None
+
+
+def fused_run(x):
+    """The fused kernel's ``run`` when it is the kernel for ``x`` by default, else None:
+    the cheap check of the common case, for callers that take many small steps."""
+    module = _fused_module(x)
+    return module.run if module is not None else None
 
 
 def fused_step(x):
     """The fused kernel's ``step`` (see :func:`rnnkit.kernels.cpu.step`) on the terms of
     :func:`fused_run`, else None."""
-    if x.is_cpu and x.dtype in _CPU_DTYPES and not _kernel_forced():
-        module = _cpu_state["module"] if "module" in _cpu_state else cpu_kernel()
-        if module is not None:
-            return module.step
-    return None
+    module = _fused_module(x)
+    return module.step if module is not None else None
 
 
 def choose_kernel(x, kernel=None) -> str:

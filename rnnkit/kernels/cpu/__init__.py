@@ -276,6 +276,13 @@ def _nograd_flags(spec):
     return code, spec.bias, False, False, _ACTIVATION_CODES[spec.activation.name]
 
 
+def _tracing():
+    """A dispatch mode or a functorch transform is active: only the registered ops may
+    run (the library's plain entry points would bypass them)."""
+    return bool(torch._C._len_torch_dispatch_stack()
+                or torch._C._are_functorch_transforms_active())
+
+
 def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         zoneout=None):
     """Run ``spec``'s cell over ``x`` (T, B, H_in); returns ``(outputs, final_state)``.
@@ -302,9 +309,7 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     packed = []
     if (not save or x.size(0) == 1) and not compiling:
         packed = _cached_forward_packs(spec, param_list)
-    if not compiling and _EXT and type(x) is torch.Tensor \
-            and not torch._C._len_torch_dispatch_stack() \
-            and not torch._C._are_functorch_transforms_active():
+    if not compiling and _EXT and type(x) is torch.Tensor and not _tracing():
         # no tracing: the library's plain entry points (no argument boxing, and for
         # gradients an autograd.Function instead of torch.library's Python wrapper)
         lstm = state_count == 2
@@ -334,8 +339,7 @@ def step(spec, x, states, param_list):
     and :func:`run` must be used. The caller has checked shapes, dtypes and devices and
     that no gradient is needed (``LSTMCell`` and friends under ``torch.no_grad``)."""
     info = _spec_info(spec)
-    if info is None or "step" not in _EXT or torch._C._len_torch_dispatch_stack() \
-            or torch._C._are_functorch_transforms_active():
+    if info is None or "step" not in _EXT or _tracing():
         return None
     code, bias, a, b, n = info[4]
     h, c = _EXT["step"](code, x, states[0], states[1] if info[3] == 2 else None, param_list,

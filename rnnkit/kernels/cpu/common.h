@@ -280,13 +280,13 @@ void gemm_panels(index_t m, const T* a_tiles, const T* a, index_t rsa, index_t c
                  index_t jp1) {
   constexpr int NR = Packed<T>::NR;
   const index_t k = b.k;
+  const TilePlan plan(m);
   for (index_t jp = jp0; jp < jp1; ++jp) {
     const index_t j0 = jp * NR, cols = std::min<index_t>(NR, b.n - j0);
     for (index_t k0 = 0; k0 < k; k0 += kKBlock<T>) {
       const index_t kb = std::min<index_t>(kKBlock<T>, k - k0);
       const T* panel = b.panel(jp) + k0 * NR;
       const bool add = accumulate || k0 > 0;
-      const TilePlan plan(m);
       for (index_t tile = 0; tile < plan.tiles; ++tile) {
         const index_t i = plan.start(tile), rows = plan.rows(tile);
         T* c_tile = c + i * ldc + j0;

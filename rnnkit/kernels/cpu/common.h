@@ -182,22 +182,42 @@ const T* pack_rows(index_t m, index_t k, const T* a, index_t rsa, index_t csa) {
   thread_local std::vector<T> buffer;
   const TilePlan plan(m);
   buffer.resize(static_cast<size_t>(plan.tiles * k * kTileRows));
-  for (index_t tile = 0; tile < plan.tiles; ++tile) {
-    T* dst = buffer.data() + tile * k * kTileRows;
-    const index_t i0 = plan.start(tile), rows = plan.rows(tile);
-    if (csa == 1) {
-      for (index_t r = 0; r < kTileRows; ++r) {
-        const T* src = a + (i0 + r) * rsa;
-        for (index_t p = 0; p < k; ++p) dst[p * kTileRows + r] = r < rows ? src[p] : T(0);
-      }
-    } else {
-      for (index_t p = 0; p < k; ++p) {
-        for (index_t r = 0; r < kTileRows; ++r)
-          dst[p * kTileRows + r] = r < rows ? a[(i0 + r) * rsa + p * csa] : T(0);
+  T* const out = buffer.data();
+  if (rsa == 1) {
+    // A^T stored (d_z^T of a weight gradient): storage row p is A's column p, and each
+    // tile's part of it is contiguous. One pass down the storage rows (tile by tile, every
+    // row's cache line was read again by the next tile, from the level-2 cache or beyond).
+    for (index_t p = 0; p < k; ++p) {
+      const T* src = a + p * csa;
+      for (index_t tile = 0; tile < plan.tiles; ++tile) {
+        T* dst = out + (tile * k + p) * kTileRows;
+        const index_t i0 = plan.start(tile), rows = plan.rows(tile);
+        if (rows == kTileRows) {
+          std::memcpy(dst, src + i0, sizeof(T) * kTileRows);
+        } else {
+          for (index_t r = 0; r < kTileRows; ++r) dst[r] = r < rows ? src[i0 + r] : T(0);
+        }
       }
     }
+    return out;
   }
-  return buffer.data();
+  for (index_t tile = 0; tile < plan.tiles; ++tile) {
+    T* dst = out + tile * k * kTileRows;
+    const index_t i0 = plan.start(tile), rows = plan.rows(tile);
+    const T* src = a + i0 * rsa;
+    if (rows == kTileRows) {  // a whole tile: a loop of fixed length, no padding
+      for (index_t p = 0; p < k; ++p) {
+#pragma GCC unroll 8
+        for (int r = 0; r < kTileRows; ++r) dst[p * kTileRows + r] = src[r * rsa + p * csa];
+      }
+      continue;
+    }
+    for (index_t p = 0; p < k; ++p) {
+      for (index_t r = 0; r < kTileRows; ++r)
+        dst[p * kTileRows + r] = r < rows ? src[r * rsa + p * csa] : T(0);
+    }
+  }
+  return out;
 }
 
 // One row of A times one panel (a decoding step's matrix-vector product): four partial
@@ -494,7 +514,7 @@ template <> struct ExpConstants<float> {
 // exp(x) = 2^n e^r with n = round(x / ln 2), |r| <= ln2 / 2, e^r by its Taylor series
 // (degree 12 in double: error below 2e-16; degree 7 in float: below 1e-8).
 template <typename T>
-inline T exp_fast(T x) {
+[[gnu::always_inline]] inline T exp_fast(T x) {
   using C = ExpConstants<T>;
   using bits_t = typename C::bits;
   x = std::min(std::max(x, C::lo), C::hi);
@@ -538,11 +558,13 @@ inline T exp_fast(T x) {
 
 // σ(x) = 1 / (1 + e^{-x})
 template <typename T>
-inline T sigmoid(T x) { return T(1) / (T(1) + exp_fast<T>(-x)); }
+[[gnu::always_inline]] inline T sigmoid(T x) { return T(1) / (T(1) + exp_fast<T>(-x)); }
 
 // tanh(x) = 1 - 2 / (1 + e^{2x})
 template <typename T>
-inline T tanh_fast(T x) { return T(1) - T(2) / (T(1) + exp_fast<T>(T(2) * x)); }
+[[gnu::always_inline]] inline T tanh_fast(T x) {
+  return T(1) - T(2) / (T(1) + exp_fast<T>(T(2) * x));
+}
 
 // --- Layer norm rows. ---
 

@@ -135,21 +135,56 @@ void cell_grad_row(const T* __restrict gate, const T* __restrict c_prev,
   }
 }
 
+// z = hh + xp, cell_row and m = o ⊙ tanh(c_t) in one loop (no layer norm). Without
+// peepholes (PEEP false) o does not wait for c_t: the four gates' exp chains are
+// independent, and the loop's chain is two exps long instead of three in cell_row +
+// cell_output_row. gate may be xp and m may be hh: each iteration reads its elements before
+// writing them, and no other iteration touches them (hence no __restrict on those).
+template <typename T, bool PEEP>
+void cell_row_out(const T* hh, const T* xp, T* __restrict c, T* gate, T* __restrict c_new,
+                  const T* __restrict w_ci, const T* __restrict w_cf,
+                  const T* __restrict w_co, const T* __restrict keep, T* m, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T cp = c[j];
+    const T zi = hh[j] + xp[j], zf = hh[H + j] + xp[H + j];
+    const T zg = hh[2 * H + j] + xp[2 * H + j], zo = hh[3 * H + j] + xp[3 * H + j];
+    const T i = sigmoid(PEEP ? zi + w_ci[j] * cp : zi);
+    const T f = sigmoid(PEEP ? zf + w_cf[j] * cp : zf);
+    const T g = tanh_fast(zg);
+    const T cv = f * cp + i * g;
+    const T o = sigmoid(PEEP ? zo + w_co[j] * cv : zo);
+    gate[j] = i;
+    gate[H + j] = f;
+    gate[2 * H + j] = g;
+    gate[3 * H + j] = o;
+    c_new[j] = cv;
+    c[j] = cv + (T(1) - keep[j]) * (cp - cv);
+    m[j] = o * tanh_fast(cv);
+  }
+}
+
 // One row of the forward step given its pre-activation z: gates into `gate`, c_t into
 // c_new, the carried c updated, m = o ⊙ tanh(LN(c_t)) into m (which may be z: spent by then).
 template <typename T>
 struct StepRow {
   const T *w_ci, *w_cf, *w_co, *c_gain, *c_shift;
-  bool ln;
+  bool ln, peep;
   index_t H;
-  void operator()(const T* z, T* c, T* gate, T* c_new, T* c_hat, const T* keep, T* m) const {
-    cell_row(z, c, gate, c_new, w_ci, w_cf, w_co, keep, H);
-    const T* c_in = c_new;
-    if (ln) {
-      normalize_row(c_new, c_hat, H);
-      c_in = c_hat;
+  // z: the pre-activation with layer norm; without it, z + xp (h W_hh^T and the input side)
+  void operator()(const T* z, const T* xp, T* c, T* gate, T* c_new, T* c_hat, const T* keep,
+                  T* m) const {
+    if (!ln) {
+      if (peep) {
+        cell_row_out<T, true>(z, xp, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
+      } else {
+        cell_row_out<T, false>(z, xp, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
+      }
+      return;
     }
-    cell_output_row(c_in, c_gain, c_shift, gate + 3 * H, m, H);
+    cell_row(z, c, gate, c_new, w_ci, w_cf, w_co, keep, H);
+    normalize_row(c_new, c_hat, H);
+    cell_output_row(c_hat, c_gain, c_shift, gate + 3 * H, m, H);
   }
 };
 
@@ -229,7 +264,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
                             peep ? p.w_cf.data_ptr<T>() : zeros,
                             peep ? p.w_co.data_ptr<T>() : zeros,
                             ln ? p.ln_c_w.data_ptr<T>() : ones,
-                            ln ? p.ln_c_b.data_ptr<T>() : zeros, ln, H};
+                            ln ? p.ln_c_b.data_ptr<T>() : zeros, ln, peep, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
@@ -252,13 +287,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
           z[j] = xp_row[j] * g_ih[j] + xh[j] * g_hh[j] + shift_d[j];
         }
         gate = gate_scratch + b * G;  // ... except with layer norm, where x̂_ih is kept
-      } else {
-        RNNKIT_SIMD
-        for (index_t j = 0; j < G; ++j) z[j] += xp_row[j];
       }
       // without proj m is h̃ and goes over the spent pre-activations
       T* m = proj ? m_s.at(t) + b * H : z;
-      step_row(z, c_d + b * H, gate, c_new_d + b * H, c_hat_d + b * H, keep_c.row(t, b), m);
+      step_row(z, xp_row, c_d + b * H, gate, c_new_d + b * H, c_hat_d + b * H,
+               keep_c.row(t, b), m);
       if (!proj) {
         carry_row(h_d + b * P, m, keep_h.row(t, b), seq.mask_at(t, b),
                   out_d + (t * B + b) * P, P);

@@ -98,9 +98,25 @@ Packed<T> pack(index_t k, index_t n, const T* b, index_t rsb, index_t csb,
     for (index_t jp = begin; jp < end; ++jp) {
       T* panel = dst + jp * k * NR;
       const index_t j0 = jp * NR, cols = std::min<index_t>(NR, n - j0);
-      for (index_t p = 0; p < k; ++p) {
-        for (index_t jj = 0; jj < cols; ++jj) panel[p * NR + jj] = b[p * rsb + (j0 + jj) * csb];
-        for (index_t jj = cols; jj < NR; ++jj) panel[p * NR + jj] = T(0);
+      if (cols == NR && csb == 1) {  // rows of the panel are contiguous in b
+        for (index_t p = 0; p < k; ++p) {
+          std::memcpy(panel + p * NR, b + p * rsb + j0, sizeof(T) * NR);
+        }
+      } else if (rsb == 1) {  // W^T of a row-major W: each column is contiguous in b; one
+                              // column at a time (the panel, k lines, stays in the cache)
+        for (index_t jj = 0; jj < NR; ++jj) {
+          const T* src = b + (j0 + jj) * csb;
+          if (jj < cols) {
+            for (index_t p = 0; p < k; ++p) panel[p * NR + jj] = src[p];
+          } else {
+            for (index_t p = 0; p < k; ++p) panel[p * NR + jj] = T(0);
+          }
+        }
+      } else {
+        for (index_t p = 0; p < k; ++p) {
+          for (index_t jj = 0; jj < cols; ++jj) panel[p * NR + jj] = b[p * rsb + (j0 + jj) * csb];
+          for (index_t jj = cols; jj < NR; ++jj) panel[p * NR + jj] = T(0);
+        }
       }
     }
   });

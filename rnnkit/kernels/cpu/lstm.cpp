@@ -135,20 +135,22 @@ void cell_grad_row(const T* __restrict gate, const T* __restrict c_prev,
   }
 }
 
-// z = hh + xp, cell_row and m = o ⊙ tanh(c_t) in one loop (no layer norm). Without
+// z = hh + (xp + bias), cell_row and m = o ⊙ tanh(c_t) in one loop (no layer norm). Without
 // peepholes (PEEP false) o does not wait for c_t: the four gates' exp chains are
 // independent, and the loop's chain is two exps long instead of three in cell_row +
 // cell_output_row. gate may be xp and m may be hh: each iteration reads its elements before
 // writing them, and no other iteration touches them (hence no __restrict on those).
 template <typename T, bool PEEP>
-void cell_row_out(const T* hh, const T* xp, T* __restrict c, T* gate, T* __restrict c_new,
-                  const T* __restrict w_ci, const T* __restrict w_cf,
-                  const T* __restrict w_co, const T* __restrict keep, T* m, index_t H) {
+void cell_row_out(const T* hh, const T* xp, const T* __restrict bias, T* __restrict c,
+                  T* gate, T* __restrict c_new, const T* __restrict w_ci,
+                  const T* __restrict w_cf, const T* __restrict w_co,
+                  const T* __restrict keep, T* m, index_t H) {
   RNNKIT_SIMD
   for (index_t j = 0; j < H; ++j) {
     const T cp = c[j];
-    const T zi = hh[j] + xp[j], zf = hh[H + j] + xp[H + j];
-    const T zg = hh[2 * H + j] + xp[2 * H + j], zo = hh[3 * H + j] + xp[3 * H + j];
+    const T zi = hh[j] + (xp[j] + bias[j]), zf = hh[H + j] + (xp[H + j] + bias[H + j]);
+    const T zg = hh[2 * H + j] + (xp[2 * H + j] + bias[2 * H + j]);
+    const T zo = hh[3 * H + j] + (xp[3 * H + j] + bias[3 * H + j]);
     const T i = sigmoid(PEEP ? zi + w_ci[j] * cp : zi);
     const T f = sigmoid(PEEP ? zf + w_cf[j] * cp : zf);
     const T g = tanh_fast(zg);
@@ -164,11 +166,46 @@ void cell_row_out(const T* hh, const T* xp, T* __restrict c, T* gate, T* __restr
   }
 }
 
+// cell_output_grad_row (no layer norm) and cell_grad_row in one loop, c_t recomputed from
+// the gates and c_{t-1}; with PEEP the peephole weights' gradients are added to acc
+// (ci|cf|co, H each).
+template <typename T, bool PEEP>
+void cell_grad_row_out(const T* __restrict gate, const T* __restrict c_prev,
+                       const T* __restrict d_m, T* __restrict d_c, T* __restrict d_z,
+                       const T* __restrict w_ci, const T* __restrict w_cf,
+                       const T* __restrict w_co, const T* __restrict keep,
+                       T* __restrict acc, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    const T i = gate[j], f = gate[H + j], g = gate[2 * H + j], o = gate[3 * H + j];
+    const T cp = c_prev[j], dm = d_m[j];
+    const T cn = f * cp + i * g;
+    const T tc = tanh_fast(cn);
+    const T d_from_h = dm * o * (T(1) - tc * tc);
+    const T dzo = dm * tc * o * (T(1) - o);
+    const T d_state = d_c[j], k = keep[j];
+    const T dcn = PEEP ? k * d_state + d_from_h + dzo * w_co[j] : k * d_state + d_from_h;
+    const T dzi = dcn * g * i * (T(1) - i);
+    const T dzf = dcn * cp * f * (T(1) - f);
+    d_z[j] = dzi;
+    d_z[H + j] = dzf;
+    d_z[2 * H + j] = dcn * i * (T(1) - g * g);
+    d_z[3 * H + j] = dzo;
+    d_c[j] = PEEP ? dcn * f + dzi * w_ci[j] + dzf * w_cf[j] + (d_state - k * d_state)
+                  : dcn * f + (d_state - k * d_state);
+    if (PEEP) {
+      acc[2 * H + j] += dzo * cn;
+      acc[j] += dzi * cp;
+      acc[H + j] += dzf * cp;
+    }
+  }
+}
+
 // One row of the forward step given its pre-activation z: gates into `gate`, c_t into
 // c_new, the carried c updated, m = o ⊙ tanh(LN(c_t)) into m (which may be z: spent by then).
 template <typename T>
 struct StepRow {
-  const T *w_ci, *w_cf, *w_co, *c_gain, *c_shift;
+  const T *w_ci, *w_cf, *w_co, *c_gain, *c_shift, *bias;
   bool ln, peep;
   index_t H;
   // z: the pre-activation with layer norm; without it, z + xp (h W_hh^T and the input side)
@@ -176,9 +213,9 @@ struct StepRow {
                   T* m) const {
     if (!ln) {
       if (peep) {
-        cell_row_out<T, true>(z, xp, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
+        cell_row_out<T, true>(z, xp, bias, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
       } else {
-        cell_row_out<T, false>(z, xp, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
+        cell_row_out<T, false>(z, xp, bias, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
       }
       return;
     }
@@ -205,13 +242,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   const bool bias = p.b_ih.defined();
   const auto opts = x.options();
   const index_t rows = T_ * B;
-  // Input projection of all steps. Without layer norm x W_ih^T + b_ih + b_hh, and the gates
-  // of step t are then written over its rows; with layer norm its rows become x̂_ih in place.
+  // Input projection of all steps, x W_ih^T. Without layer norm the biases b_ih + b_hh are
+  // added in the step's gate loop (hh + (xp + b), the same sum as a projection that started
+  // from the biases, without a pass to fill it with them), and the gates of step t are
+  // written over its rows; with layer norm its rows become x̂_ih in place.
   const auto w_ih_t = packed_or_pack<T>(packed, 0, s.I, G, p.w_ih.data_ptr<T>(), 1, s.I, opts,
                                         rows);
-  at::Tensor xp = (bias && !ln) ? project<T>(x.view({rows, s.I}), w_ih_t, p.b_ih.data_ptr<T>(),
-                                             p.b_hh.data_ptr<T>())
-                                : project<T>(x.view({rows, s.I}), w_ih_t);
+  at::Tensor xp = project<T>(x.view({rows, s.I}), w_ih_t);
+  at::Tensor bias_sum = (bias && !ln) ? (p.b_ih + p.b_hh).contiguous() : at::Tensor();
   T* xp_d = xp.data_ptr<T>();
   at::Tensor inv_std_ih, shift_all;
   const T *g_ih = nullptr, *g_hh = nullptr, *shift_d = nullptr;
@@ -264,7 +302,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
                             peep ? p.w_cf.data_ptr<T>() : zeros,
                             peep ? p.w_co.data_ptr<T>() : zeros,
                             ln ? p.ln_c_w.data_ptr<T>() : ones,
-                            ln ? p.ln_c_b.data_ptr<T>() : zeros, ln, peep, H};
+                            ln ? p.ln_c_b.data_ptr<T>() : zeros,
+                            bias_sum.defined() ? bias_sum.data_ptr<T>() : zeros, ln, peep, H};
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
@@ -438,43 +477,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
       const index_t row = t * B + b, local = (t - p0) * B + b;
       const T* cp = c_prev_d + row * H;
       const T* d_m = d_m_src + b * H;
-      T* d_from_h = d_cfh_d + b * H;
       T* a = acc_d + b * L.size;
-      T *gate, *dz, *cn;
-      const T *xi = nullptr, *xh = nullptr;
-      T inv_std_c = 0;
-      T *ch = nullptr, *dch = nullptr;
-      if (!ln) {
-        gate = const_cast<T*>(gates_d + row * G);
-        dz = d_xp_d + local * G;
-        cn = rows_d + b * row_n;
-        RNNKIT_SIMD
-        for (index_t j = 0; j < H; ++j) cn[j] = gate[H + j] * cp[j] + gate[j] * gate[2 * H + j];
-        cell_output_grad_row(d_m, cn, ones, zeros, gate + 3 * H, d_from_h, dz + 3 * H, H);
-      } else {
-        // recompute z, the gates, c_t and ĉ from x̂_ih, x̂_hh and c_{t-1}
-        gate = rows_d + b * row_n;
-        dz = gate + G;
-        cn = dz + G;
-        ch = cn + H;
-        dch = ch + H;
-        xi = xh_ih_d + row * G;
-        xh = xh_hh_d + row * G;
-        RNNKIT_SIMD
-        for (index_t j = 0; j < G; ++j) dz[j] = xi[j] * g_ih[j] + xh[j] * g_hh[j] + shift_d[j];
-        std::memcpy(d_from_h, cp, sizeof(T) * H);  // cell_row's carried c: not needed here
-        cell_row(dz, d_from_h, gate, cn, w_ci, w_cf, w_co, ones, H);
-        inv_std_c = normalize_row(cn, ch, H);
-        cell_output_grad_row(d_m, ch, c_gain, c_shift, gate + 3 * H, dch, dz + 3 * H, H);
-        T* a_cg = a + L.c_gain;
-        T* a_cs = a + L.c_shift;
-        RNNKIT_SIMD
-        for (index_t j = 0; j < H; ++j) {
-          a_cg[j] += dch[j] * ch[j];
-          a_cs[j] += dch[j];
+      if (!ln) {  // the whole row in one loop
+        const T* gate = gates_d + row * G;
+        T* dz = d_xp_d + local * G;
+        if (peep) {
+          cell_grad_row_out<T, true>(gate, cp, d_m, d_c_d + b * H, dz, w_ci, w_cf, w_co,
+                                     keep_c.row(t, b), a + L.peep, H);
+        } else {
+          cell_grad_row_out<T, false>(gate, cp, d_m, d_c_d + b * H, dz, w_ci, w_cf, w_co,
+                                      keep_c.row(t, b), nullptr, H);
         }
-        normalize_row_backward(dch, ch, inv_std_c, c_gain, d_from_h, H);
+        return;
       }
+      // layer norm: recompute z, the gates, c_t and ĉ from x̂_ih, x̂_hh and c_{t-1}
+      T* d_from_h = d_cfh_d + b * H;
+      T* gate = rows_d + b * row_n;
+      T* dz = gate + G;
+      T* cn = dz + G;
+      T* ch = cn + H;
+      T* dch = ch + H;
+      const T* xi = xh_ih_d + row * G;
+      const T* xh = xh_hh_d + row * G;
+      RNNKIT_SIMD
+      for (index_t j = 0; j < G; ++j) dz[j] = xi[j] * g_ih[j] + xh[j] * g_hh[j] + shift_d[j];
+      std::memcpy(d_from_h, cp, sizeof(T) * H);  // cell_row's carried c: not needed here
+      cell_row(dz, d_from_h, gate, cn, w_ci, w_cf, w_co, ones, H);
+      const T inv_std_c = normalize_row(cn, ch, H);
+      cell_output_grad_row(d_m, ch, c_gain, c_shift, gate + 3 * H, dch, dz + 3 * H, H);
+      T* a_cg = a + L.c_gain;
+      T* a_cs = a + L.c_shift;
+      RNNKIT_SIMD
+      for (index_t j = 0; j < H; ++j) {
+        a_cg[j] += dch[j] * ch[j];
+        a_cs[j] += dch[j];
+      }
+      normalize_row_backward(dch, ch, inv_std_c, c_gain, d_from_h, H);
       if (peep) {  // c_t reaches z_o through w_co
         T* a_co = a + L.peep + 2 * H;
         RNNKIT_SIMD
@@ -490,19 +528,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
           a_p[H + j] += dz[H + j] * cp[j];
         }
       }
-      if (ln) {
-        T* a_gi = a + L.g_ih;
-        T* a_gh = a + L.g_hh;
-        T* a_b = a + L.bias;
-        RNNKIT_SIMD
-        for (index_t j = 0; j < G; ++j) {
-          a_gi[j] += dz[j] * xi[j];
-          a_gh[j] += dz[j] * xh[j];
-          a_b[j] += dz[j];
-        }
-        normalize_row_backward(dz, xh, rs_hh_d[row], g_hh, d_hh_d + local * G, G);
-        normalize_row_backward(dz, xi, rs_ih_d[row], g_ih, d_xp_d + local * G, G);
+      T* a_gi = a + L.g_ih;
+      T* a_gh = a + L.g_hh;
+      T* a_b = a + L.bias;
+      RNNKIT_SIMD
+      for (index_t j = 0; j < G; ++j) {
+        a_gi[j] += dz[j] * xi[j];
+        a_gh[j] += dz[j] * xh[j];
+        a_b[j] += dz[j];
       }
+      normalize_row_backward(dz, xh, rs_hh_d[row], g_hh, d_hh_d + local * G, G);
+      normalize_row_backward(dz, xi, rs_ih_d[row], g_ih, d_xp_d + local * G, G);
     });
     // hh = (h_{t-1} ⊙ mask) W_hh^T  =>  d_h_{t-1} = (d_hh W_hh) ⊙ mask + (1 - k) d_h_t
     matmul(B, d_hh_d + (t - p0) * B * G, G, 1, w_hh_n, d_rec_d, P);

@@ -10,13 +10,15 @@ matrix-multiply speed. Single-step decode rows time one step of an LSTM/GRU cell
 memory rows measure the peak resident memory of one training step, each in a fresh
 process (``ru_maxrss`` after the step minus before it).
 
-Timings on a shared machine are noisy: the kernels are interleaved and each entry is
-the median of several repeats; ``torch.get_num_threads()`` threads everywhere.
+Timings on a shared machine are noisy: the kernels are interleaved, each repeat times a
+batch of calls lasting about 50 ms (5 ms for a decoding step), and each entry is the
+median of several repeats; ``torch.get_num_threads()`` threads everywhere.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -46,23 +48,34 @@ TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU
 _NOISY_SPREAD = 2.0  # max/min over the repeats above which an entry is flagged
 
 
-def _median_times(functions: dict, repeats: int, spreads: dict | None = None) -> dict:
-    """Median seconds of each function, run interleaved (rotating order) after warm-up.
+def _median_times(functions: dict, repeats: int, spreads: dict | None = None,
+                  min_time: float = 0.05) -> dict:
+    """Median seconds per call of each function, run interleaved (rotating order) after
+    warm-up.
 
     Warm-up is two calls of each function (the first call of a kernel packs weights,
-    faults in its buffers, builds primitive caches). ``spreads``, if given, receives each
-    function's max/min ratio over the repeats: a large one means the machine interfered.
+    faults in its buffers, builds primitive caches); the second, timed, sets how many calls
+    one repeat makes: enough to last about ``min_time`` seconds, at least one. A repeat of a
+    single call of a few milliseconds measured mostly how busy the machine was at that
+    moment (the same entry moved by 20 % between runs); a batch of calls averages that out.
+    ``spreads``, if given, receives each function's max/min ratio over the repeats: a large
+    one means the machine interfered.
     """
-    for _ in range(2):
-        for f in functions.values():
-            f()
+    calls = {}
+    for name, f in functions.items():
+        f()
+        start = time.perf_counter()
+        f()
+        calls[name] = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-9)))
     times = {name: [] for name in functions}
     names = list(functions)
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            f, n = functions[name], calls[name]
             start = time.perf_counter()
-            functions[name]()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(n):
+                f()
+            times[name].append((time.perf_counter() - start) / n)
     if spreads is not None:
         spreads.update({name: max(ts) / max(min(ts), 1e-12) for name, ts in times.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
@@ -260,7 +273,7 @@ def bench_decode(repeats, log=print, input_size=256, hidden_size=256):
                 with torch.no_grad():
                     cell(x, torch_state)
             times = _median_times({"fused": fused, "rnnkit_cell": layer, "torch": torch_nn},
-                                  repeats)
+                                  repeats, min_time=0.005)
             row = {"cell": f"{family}-decode", "batch": batch,
                    "us": {k: round(v * 1e6, 1) for k, v in times.items()},
                    "speedup_vs_torch": {k: round(times["torch"] / times[k], 2)

@@ -40,8 +40,9 @@ def test_bench_speed_rows_for_a_tiny_shape():
         assert row["shape"] == [3, 2, 4, 5]
         assert set(row["ms"]) == {"fused", "bptt", "reference", "torch", "gemm"}
         assert all(v > 0 for v in row["ms"].values())
+        # (ms are rounded to 3 decimals: a few percent at this tiny shape)
         assert row["speedup_vs_torch"]["fused"] == pytest.approx(
-            row["ms"]["torch"] / row["ms"]["fused"], rel=0.01)
+            row["ms"]["torch"] / row["ms"]["fused"], rel=0.05)
         assert row["fused_gflops"] >= 0 and row["percent_of_gemm"] > 0
     assert len(lines) == 4 and all(line.startswith("| lstm |") or line.startswith("| gru |")
                                    for line in lines)

@@ -97,15 +97,20 @@ def test_matches_reference_wide_batch(family, dtype):
 
 
 @pytest.mark.parametrize("scenario", ["plain", "reverse-lengths", "dropout-zoneout"])
-@pytest.mark.parametrize("family", ["lstm-all", "lstm", "gru", "gru-reset-before", "rnn"])
+@pytest.mark.parametrize("family", ["lstm-all", "lstm", "gru", "gru-reset-before", "rnn",
+                                    "rnn-wide"])
 @pytest.mark.parametrize("seq_len, batch", [(20, 60), (600, 1)])
 def test_matches_reference_over_several_backward_chunks(family, scenario, seq_len, batch):
     """Long enough that backward hands its gradients to the weight GEMMs in several chunks
-    of steps (ChunkPlan: about 256 rows each), first steps of sequences in any chunk."""
+    of steps (ChunkPlan: about 256 rows each), first steps of sequences in any chunk. (The
+    LSTM's 24 and rnn-wide's 17 rows of d_z^T take the shared product of weight_grads_chunk,
+    the rnn's 6 the separate ones. rnn-wide is a sigmoid RNN: with tanh, 17 units' gradients
+    grow to ~1e5 over 600 steps and any two summation orders differ by 1e-10 of that.)"""
     specs = {"lstm-all": CellSpec("lstm", 3, 6, peephole=True, layer_norm=True, proj_size=4),
              "lstm": CellSpec("lstm", 3, 6), "gru": CellSpec("gru", 3, 6),
              "gru-reset-before": CellSpec("gru", 3, 6, reset_after=False),
-             "rnn": CellSpec("rnn", 3, 6)}
+             "rnn": CellSpec("rnn", 3, 6),
+             "rnn-wide": CellSpec("rnn", 3, 17, activation=get_activation("sigmoid"))}
     _assert_matches(specs[family], seq_len, batch, torch.float64,
                     lambda s, t, b, d: _options(s, scenario, t, b, d))
 

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <type_traits>
 #include <vector>
 
@@ -372,6 +373,51 @@ void matmul_unpacked(index_t m, const T* a, index_t rsa, index_t csa, const Pack
   }
 }
 
+// One product of matmul_shared: C (row stride ldc) = [C +] A B.
+template <typename T>
+struct Product {
+  const Packed<T>* b;
+  T* c;
+  index_t ldc;
+};
+
+// Products with the same A (m x k) and packed B's of depth k (each with n > 0): A is copied
+// into tiles once for all of them (weight gradients: d_z^T times x and times h_{t-1}).
+template <typename T>
+void matmul_shared(index_t m, const T* a, index_t rsa, index_t csa,
+                   std::initializer_list<Product<T>> products, bool accumulate) {
+  const index_t k = products.begin()->b->k;
+  // up to four tiles (a step of a batch): read A in place, no copy
+  const bool packing = m > kInPlaceRows;
+  // Many rows (a weight gradient: m = 4H rows of d_z^T): blocks of rows whose tiles of A
+  // (about 128 KiB) stay in the level-2 cache while every panel runs over them, instead
+  // of the whole of A streaming from memory once per panel.
+  const index_t block = packing ? std::max<index_t>(kTileRows, (index_t(1) << 17) /
+                                      std::max<index_t>(k * index_t(sizeof(T)), 1) /
+                                      kTileRows * kTileRows)
+                                : m;
+  for (index_t i0 = 0; i0 < m; i0 += block) {
+    const index_t rows = std::min(block, m - i0);
+    const T* a_rows = a + i0 * rsa;
+    const T* tiles = packing ? pack_rows(rows, k, a_rows, rsa, csa) : nullptr;
+    const index_t work = rows * k * Packed<T>::NR;  // multiply-adds per panel
+    const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
+    for (const Product<T>& product : products) {
+      const Packed<T>& b = *product.b;
+      T* c_rows = product.c + i0 * product.ldc;
+      if (b.panels() <= grain) {
+        gemm_panels(rows, tiles, a_rows, rsa, csa, b, c_rows, product.ldc, accumulate, 0,
+                    b.panels());
+        continue;
+      }
+      at::parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
+        gemm_panels(rows, tiles, a_rows, rsa, csa, b, c_rows, product.ldc, accumulate, begin,
+                    end);
+      });
+    }
+  }
+}
+
 // C (m x n, row stride ldc) = [C +] A B, with a(i, p) = a[i * rsa + p * csa].
 template <typename T>
 void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b, T* c,
@@ -384,30 +430,7 @@ void matmul(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b,
     }
     return;
   }
-  // up to four tiles (a step of a batch): read A in place, no copy
-  const bool packing = m > kInPlaceRows;
-  // Many rows (a weight gradient: m = 4H rows of d_z^T): blocks of rows whose tiles of A
-  // (about 128 KiB) stay in the level-2 cache while every panel runs over them, instead
-  // of the whole of A streaming from memory once per panel.
-  const index_t block = packing ? std::max<index_t>(kTileRows, (index_t(1) << 17) /
-                                      std::max<index_t>(b.k * index_t(sizeof(T)), 1) /
-                                      kTileRows * kTileRows)
-                                : m;
-  for (index_t i0 = 0; i0 < m; i0 += block) {
-    const index_t rows = std::min(block, m - i0);
-    const T* a_rows = a + i0 * rsa;
-    const T* tiles = packing ? pack_rows(rows, b.k, a_rows, rsa, csa) : nullptr;
-    T* c_rows = c + i0 * ldc;
-    const index_t work = rows * b.k * Packed<T>::NR;  // multiply-adds per panel
-    const index_t grain = std::max<index_t>(1, (index_t(1) << 20) / std::max<index_t>(work, 1));
-    if (b.panels() <= grain) {
-      gemm_panels(rows, tiles, a_rows, rsa, csa, b, c_rows, ldc, accumulate, 0, b.panels());
-      continue;
-    }
-    at::parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
-      gemm_panels(rows, tiles, a_rows, rsa, csa, b, c_rows, ldc, accumulate, begin, end);
-    });
-  }
+  matmul_shared(m, a, rsa, csa, {Product<T>{&b, c, ldc}}, accumulate);
 }
 
 // The same with B (k x n, b(p, j) = b[p * rsb + j * csb]) packed on the fly.
@@ -982,6 +1005,58 @@ void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
     std::memcpy(h + i * P, prev.h0 + b * P, sizeof(T) * P);
   }
   matmul_tn(nf, m, P, f, m, h, P, c, ldc, opts, accumulate);
+}
+
+// The W_hh inputs h̃_{t-1} = h_{t-1} ⊙ h_mask of positions [p0, p1) (row (t - p0) B + b),
+// packed as B of a weight-gradient product: h0 for a sequence's first step, whatever the
+// direction and lengths (PrevState::row).
+template <typename T>
+Packed<T> pack_prev(const PrevState<T>& prev, const T* h_mask, index_t p0, index_t p1,
+                    const at::TensorOptions& opts) {
+  constexpr int NR = Packed<T>::NR;
+  const index_t B = prev.batch, P = prev.width, k = (p1 - p0) * B;
+  Packed<T> out{at::Tensor(), k, P, nullptr, 0, 0};
+  out.buffer = at::empty({out.panels(), k, NR}, opts);
+  T* dst = out.buffer.template data_ptr<T>();
+  for (index_t r = 0; r < k; ++r) {
+    const index_t b = r % B;
+    const T* src = prev.row(p0 + r / B, b);
+    const T* mask = h_mask ? h_mask + b * P : nullptr;
+    for (index_t jp = 0; jp < out.panels(); ++jp) {
+      T* d = dst + (jp * k + r) * NR;
+      const index_t j0 = jp * NR, cols = std::min<index_t>(NR, P - j0);
+      if (mask) {
+        for (index_t jj = 0; jj < cols; ++jj) d[jj] = src[j0 + jj] * mask[j0 + jj];
+      } else {
+        std::memcpy(d, src + j0, sizeof(T) * cols);
+      }
+      for (index_t jj = cols; jj < NR; ++jj) d[jj] = T(0);
+    }
+  }
+  return out;
+}
+
+// input_grads_chunk and grad_hh for a chunk whose d_z (G wide) feeds both weights (LSTM
+// without layer norm, RNN): dW_ih += d_z^T x and dW_hh += d_z^T h̃_{t-1} share one copy of
+// d_z^T into tiles (matmul_shared), and h̃_{t-1} is gathered by rows, h0 included.
+template <typename T>
+void weight_grads_chunk(const T* d_z, index_t G, index_t p0, index_t p1, const T* x,
+                        index_t I, const Packed<T>& w_ih_n, const PrevState<T>& prev,
+                        const T* h_mask, T* d_w_ih, T* d_w_hh, T* d_x, T* d_bias,
+                        const at::TensorOptions& opts, bool accumulate) {
+  const index_t B = prev.batch, n = (p1 - p0) * B;
+  if (n <= kInPlaceRows || G < kPackRows || I == 0) {  // small: the separate products
+    input_grads_chunk(d_z, G, G, p0, p1, B, x, I, w_ih_n, d_w_ih, d_x, d_bias, opts,
+                      accumulate);
+    grad_hh(d_z, G, G, p0, p1, prev, h_mask, d_w_hh, prev.width, opts, accumulate);
+    return;
+  }
+  const Packed<T> x_rows = pack(n, I, x + p0 * B * I, I, 1, opts, G);
+  const Packed<T> h_rows = pack_prev(prev, h_mask, p0, p1, opts);
+  matmul_shared(G, d_z, 1, G, {Product<T>{&x_rows, d_w_ih, I},
+                               Product<T>{&h_rows, d_w_hh, prev.width}}, accumulate);
+  matmul(n, d_z, G, 1, w_ih_n, d_x + p0 * B * I, I);
+  if (d_bias) add_column_sums(d_z, n, G, G, d_bias);
 }
 
 }  // namespace rnnkit

@@ -545,11 +545,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
     recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * P);
     if (plan.last(k)) {  // the chunk's weight gradients and d_x
       const index_t p1 = plan.p1(k), n = (p1 - p0) * B;
-      input_grads_chunk(d_xp_d, G, G, p0, p1, B, x.data_ptr<T>(), s.I, w_ih_n,
-                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(),
-                        ln ? nullptr : d_bias.data_ptr<T>(), opts, !plan.first(k));
-      grad_hh(d_hh_d, G, G, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), P, opts,
-              !plan.first(k));
+      if (ln) {  // d_xp and d_hh differ: separate products
+        T* no_bias = nullptr;  // (the layer-norm shift sums hold it)
+        input_grads_chunk(d_xp_d, G, G, p0, p1, B, x.data_ptr<T>(), s.I, w_ih_n,
+                          d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), no_bias, opts,
+                          !plan.first(k));
+        grad_hh(d_hh_d, G, G, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), P, opts,
+                !plan.first(k));
+      } else {
+        weight_grads_chunk(d_xp_d, G, p0, p1, x.data_ptr<T>(), s.I, w_ih_n, prev, seq.h_mask,
+                           d_w_ih.data_ptr<T>(), d_w_hh.data_ptr<T>(), d_x.data_ptr<T>(),
+                           d_bias.data_ptr<T>(), opts, !plan.first(k));
+      }
       if (proj) {  // h̃ = m W_hr^T  =>  dW_hr += d_h̃^T m
         matmul_tn(n, P, H, d_hc_d, P, m_all.data_ptr<T>() + p0 * B * H, H,
                   d_w_hr.data_ptr<T>(), H, opts, !plan.first(k));

@@ -170,10 +170,9 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     recurrent_grad(d_h_d, d_rec_d, seq.h_mask, d_keep_d, B * H);
     if (plan.last(k)) {  // the chunk's weight gradients and d_x
       const index_t p1 = plan.p1(k);
-      input_grads_chunk(d_a_d, H, H, p0, p1, B, x.data_ptr<T>(), p.I, w_ih_n,
-                        d_w_ih.data_ptr<T>(), d_x.data_ptr<T>(), d_b.data_ptr<T>(), opts, !plan.first(k));
-      grad_hh(d_a_d, H, H, p0, p1, prev, seq.h_mask, d_w_hh.data_ptr<T>(), H, opts,
-              !plan.first(k));
+      weight_grads_chunk(d_a_d, H, p0, p1, x.data_ptr<T>(), p.I, w_ih_n, prev, seq.h_mask,
+                         d_w_ih.data_ptr<T>(), d_w_hh.data_ptr<T>(), d_x.data_ptr<T>(),
+                         d_b.data_ptr<T>(), opts, !plan.first(k));
     }
   }
   std::vector<at::Tensor> grads{d_w_ih, d_w_hh};

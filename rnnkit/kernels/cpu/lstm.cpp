@@ -243,9 +243,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   const auto opts = x.options();
   const index_t rows = T_ * B;
   // Input projection of all steps, x W_ih^T. Without layer norm the biases b_ih + b_hh are
-  // added in the step's gate loop (hh + (xp + b), the same sum as a projection that started
-  // from the biases, without a pass to fill it with them), and the gates of step t are
-  // written over its rows; with layer norm its rows become x̂_ih in place.
+  // added in the step's gate loop, hh + (xp + b) (no pass writing them into every row
+  // first), and the gates of step t are written over its rows; with layer norm its rows
+  // become x̂_ih in place.
   const auto w_ih_t = packed_or_pack<T>(packed, 0, s.I, G, p.w_ih.data_ptr<T>(), 1, s.I, opts,
                                         rows);
   at::Tensor xp = project<T>(x.view({rows, s.I}), w_ih_t);

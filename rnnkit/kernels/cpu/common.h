@@ -902,13 +902,6 @@ struct PrevState {
     }
     return out + (prev * batch + b) * width;
   }
-  // position of the first step of sequence b
-  index_t first(index_t b) const {
-    if (!reverse) return 0;
-    index_t t = steps - 1;
-    while (mask && t > 0 && mask[t * batch + b] == T(0)) --t;
-    return t;
-  }
 };
 
 // The reverse recurrence hands its per-step gradients to the big GEMMs in chunks of steps
@@ -955,58 +948,6 @@ void input_grads_chunk(const T* d_xp, index_t ldd, index_t G, index_t p0, index_
   if (d_bias) add_column_sums(d_xp, n, G, ldd, d_bias);
 }
 
-// C (m x P) += sum over positions t in [p0, p1) of a_t^T h̃_{t-1}, h̃ = h ⊙ h_mask the input
-// of W_hh at step t: a chunk of the weight gradient of W_hh. a: the chunk's rows (row stride
-// lda, m wide). Without a recurrent-dropout mask this is one GEMM over the outputs shifted
-// by one step (a padded step's output is 0, and its rows of a are 0) plus one over h0 for
-// the sequences whose first step lies in the chunk, so h_{t-1} is never copied.
-template <typename T>
-void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
-             const PrevState<T>& prev, const T* h_mask, T* c, index_t ldc,
-             const at::TensorOptions& opts, bool accumulate) {
-  const index_t T_ = prev.steps, B = prev.batch, P = prev.width, n = (p1 - p0) * B;
-  if (h_mask) {
-    at::Tensor h_in = at::empty({n, P}, opts);
-    T* d = h_in.data_ptr<T>();
-    for_rows(n, P, [&](index_t r) {
-      const index_t t = p0 + r / B, b = r % B;
-      apply_mask(d + r * P, prev.row(t, b), h_mask + b * P, P);
-    });
-    matmul_tn(n, m, P, a, lda, d, P, c, ldc, opts, accumulate);
-    return;
-  }
-  // forward: a_t with y_{t-1} for t >= 1; reverse: a_t with y_{t+1} for t < T-1
-  const index_t lo = prev.reverse ? p0 : std::max<index_t>(p0, 1);
-  const index_t hi = prev.reverse ? std::min<index_t>(p1, T_ - 1) : p1;
-  if (hi > lo) {
-    const T* y_rows = prev.out + (prev.reverse ? lo + 1 : lo - 1) * B * P;
-    matmul_tn((hi - lo) * B, m, P, a + (lo - p0) * B * lda, lda, y_rows, P, c, ldc, opts,
-              accumulate);
-    accumulate = true;
-  }
-  std::vector<index_t> firsts;
-  for (index_t b = 0; b < B; ++b) {
-    const index_t t = prev.first(b);
-    if (t >= p0 && t < p1) firsts.push_back(b);
-  }
-  if (firsts.empty()) {
-    if (!accumulate) {
-      for (index_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + P, T(0));
-    }
-    return;
-  }
-  const index_t nf = static_cast<index_t>(firsts.size());
-  at::Tensor gathered = at::empty({nf, m + P}, opts);
-  T* f = gathered.data_ptr<T>();
-  T* h = f + nf * m;
-  for (index_t i = 0; i < nf; ++i) {
-    const index_t b = firsts[i];
-    std::memcpy(f + i * m, a + ((prev.first(b) - p0) * B + b) * lda, sizeof(T) * m);
-    std::memcpy(h + i * P, prev.h0 + b * P, sizeof(T) * P);
-  }
-  matmul_tn(nf, m, P, f, m, h, P, c, ldc, opts, accumulate);
-}
-
 // The W_hh inputs h̃_{t-1} = h_{t-1} ⊙ h_mask of positions [p0, p1) (row (t - p0) B + b),
 // packed as B of a weight-gradient product: h0 for a sequence's first step, whatever the
 // direction and lengths (PrevState::row).
@@ -1034,6 +975,16 @@ Packed<T> pack_prev(const PrevState<T>& prev, const T* h_mask, index_t p0, index
     }
   }
   return out;
+}
+
+// C (m x P) [+]= sum over positions t in [p0, p1) of a_t^T h̃_{t-1}, h̃ = h ⊙ h_mask the input
+// of W_hh at step t: a chunk of the weight gradient of W_hh. a: the chunk's rows (row stride
+// lda, m wide).
+template <typename T>
+void grad_hh(const T* a, index_t lda, index_t m, index_t p0, index_t p1,
+             const PrevState<T>& prev, const T* h_mask, T* c, index_t ldc,
+             const at::TensorOptions& opts, bool accumulate) {
+  matmul(m, a, 1, lda, pack_prev(prev, h_mask, p0, p1, opts), c, ldc, accumulate);
 }
 
 // input_grads_chunk and grad_hh for a chunk whose d_z (G wide) feeds both weights (LSTM

@@ -403,15 +403,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   at::Tensor d_xp = at::empty({plan.size, B, G}, opts);
   at::Tensor d_hh = ln ? at::empty({plan.size, B, G}, opts) : d_xp;
   at::Tensor d_h_cand = at::empty({proj ? plan.size : 1, B, P}, opts);
-  // scratch: d_keep (B,P), d_m (B,H), d_rec (B,P), d_c_from_h (B,H), per row c_t (H) and
-  // with layer norm also gates (G), d_z (G), ĉ (H), d_ĉ (H)
-  const index_t row_n = ln ? 2 * G + 3 * H : H;
-  at::Tensor scratch = at::empty({B * (2 * P + 2 * H + row_n)}, opts);
+  // scratch: d_keep (B,P), d_m (B,H), d_rec (B,P); with layer norm per row also
+  // d_c_from_h (H), gates (G), d_z (G), c_t (H), ĉ (H), d_ĉ (H)
+  const index_t row_n = ln ? 2 * G + 4 * H : 0;
+  at::Tensor scratch = at::empty({B * (2 * P + H + row_n)}, opts);
   T* d_keep_d = scratch.data_ptr<T>();
   T* d_m_d = d_keep_d + B * P;
   T* d_rec_d = d_m_d + B * H;
-  T* d_cfh_d = d_rec_d + B * P;
-  T* rows_d = d_cfh_d + B * H;
+  T* rows_d = d_rec_d + B * P;
   const AccLayout L(peep, ln, H, G);
   at::Tensor acc = at::zeros({B, L.size}, opts);
   T* acc_d = acc.data_ptr<T>();
@@ -491,8 +490,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
         return;
       }
       // layer norm: recompute z, the gates, c_t and ĉ from x̂_ih, x̂_hh and c_{t-1}
-      T* d_from_h = d_cfh_d + b * H;
-      T* gate = rows_d + b * row_n;
+      T* d_from_h = rows_d + b * row_n;
+      T* gate = d_from_h + H;
       T* dz = gate + G;
       T* cn = dz + G;
       T* ch = cn + H;

@@ -624,17 +624,7 @@ inline T row_mean_inv_std(const T* x, index_t n, T& mean) {
   return T(1) / std::sqrt(var + T(1e-5));
 }
 
-// Writes x̂ = (x - μ)/σ of one row; returns 1/σ.
-template <typename T>
-inline T normalize_row(const T* __restrict x, T* __restrict x_hat, index_t n) {
-  T mean;
-  const T inv_std = row_mean_inv_std(x, n, mean);
-  RNNKIT_SIMD
-  for (index_t j = 0; j < n; ++j) x_hat[j] = (x[j] - mean) * inv_std;
-  return inv_std;
-}
-
-// The same in place: x becomes x̂.
+// Writes x̂ = (x - μ)/σ of one row over x; returns 1/σ.
 template <typename T>
 inline T normalize_row_inplace(T* x, index_t n) {
   T mean;
@@ -642,26 +632,6 @@ inline T normalize_row_inplace(T* x, index_t n) {
   RNNKIT_SIMD
   for (index_t j = 0; j < n; ++j) x[j] = (x[j] - mean) * inv_std;
   return inv_std;
-}
-
-// Layer norm backward of one row: d_x = (1/σ)(d_x̂ - mean(d_x̂) - x̂ mean(d_x̂ x̂)),
-// d_x̂ = d_y ⊙ gain.
-template <typename T>
-inline void normalize_row_backward(const T* __restrict d_y, const T* __restrict x_hat,
-                                   T inv_std, const T* __restrict gain, T* __restrict d_x,
-                                   index_t n) {
-  T mean_d = 0, mean_dx = 0;
-  _Pragma("omp simd reduction(+ : mean_d, mean_dx)")
-  for (index_t j = 0; j < n; ++j) {
-    const T d = d_y[j] * gain[j];
-    mean_d += d;
-    mean_dx += d * x_hat[j];
-  }
-  mean_d /= T(n);
-  mean_dx /= T(n);
-  RNNKIT_SIMD
-  for (index_t j = 0; j < n; ++j)
-    d_x[j] = inv_std * (d_y[j] * gain[j] - mean_d - x_hat[j] * mean_dx);
 }
 
 // Storage for a per-step tensor: all T steps when saving for backward, else one slot.

@@ -68,81 +68,204 @@ Sizes check_sizes(const at::Tensor& x, const LstmParams& p, int64_t proj_size) {
 // Absent options arrive as neutral rows: zeros for peephole weights, ones for keep
 // coefficients and layer-norm gains, zeros for layer-norm shifts.
 
-// Gates i|f|g|o and c_t from z; the carried c is updated in place.
+// With layer norm (x̂ = LN statistics of a row, γ/β gains and shifts):
+//   z = x̂_ih γ_ih + x̂_hh γ_hh + s  (s: both shifts and both biases, see ln_shift),
+//   gates and c_t as without it, m = o ⊙ tanh(x̂_c γ_c + β_c), x̂_c = LN(c_t).
+// Each row of a step is a few passes over H, every pass handling the four gates of unit j.
+
+// z_e of one gate element, x̂_hh_e = (hh_e - μ)/σ written into xh on the way (forward).
 template <typename T>
-void cell_row(const T* __restrict z, T* __restrict c, T* __restrict gate, T* __restrict c_new,
-              const T* __restrict w_ci, const T* __restrict w_cf, const T* __restrict w_co,
-              const T* __restrict keep, index_t H) {
-  RNNKIT_SIMD
+[[gnu::always_inline]] inline T ln_pre(const T* hh, T mean, T inv_std, const T* __restrict xi,
+                                       T* __restrict xh, const T* __restrict g_ih,
+                                       const T* __restrict g_hh, const T* __restrict shift,
+                                       index_t e) {
+  const T x = (hh[e] - mean) * inv_std;
+  xh[e] = x;
+  return xi[e] * g_ih[e] + x * g_hh[e] + shift[e];
+}
+
+// z_e of one gate element from the saved x̂_ih and x̂_hh (backward).
+template <typename T>
+[[gnu::always_inline]] inline T ln_z(const T* __restrict xi, const T* __restrict xh,
+                                     const T* __restrict g_ih, const T* __restrict g_hh,
+                                     const T* __restrict shift, index_t e) {
+  return xi[e] * g_ih[e] + xh[e] * g_hh[e] + shift[e];
+}
+
+// One row of a layer-norm forward step: x̂_hh into xh, z, the gates, c_t (into c_new) and the
+// carried c in one pass; then the statistics of c_t and m = o ⊙ tanh(x̂_c γ_c + β_c).
+// o_row receives o. Returns 1/σ of hh. m may be hh (every hh element is read before m is
+// written).
+template <typename T, bool PEEP>
+T ln_cell_row_out(const T* hh, const T* __restrict xi, T* __restrict xh,
+                  const T* __restrict g_ih, const T* __restrict g_hh,
+                  const T* __restrict shift, T* __restrict c, T* __restrict o_row,
+                  T* __restrict c_new, const T* __restrict w_ci, const T* __restrict w_cf,
+                  const T* __restrict w_co, const T* __restrict keep,
+                  const T* __restrict c_gain, const T* __restrict c_shift, T* m, index_t H) {
+  T mean_hh;
+  const T rs_hh = row_mean_inv_std(hh, 4 * H, mean_hh);
+  T sum_c = 0;
+  _Pragma("omp simd reduction(+ : sum_c)")
   for (index_t j = 0; j < H; ++j) {
     const T cp = c[j];
-    const T i = sigmoid(z[j] + w_ci[j] * cp);
-    const T f = sigmoid(z[H + j] + w_cf[j] * cp);
-    const T g = tanh_fast(z[2 * H + j]);
+    const T zi = ln_pre(hh, mean_hh, rs_hh, xi, xh, g_ih, g_hh, shift, j);
+    const T zf = ln_pre(hh, mean_hh, rs_hh, xi, xh, g_ih, g_hh, shift, H + j);
+    const T zg = ln_pre(hh, mean_hh, rs_hh, xi, xh, g_ih, g_hh, shift, 2 * H + j);
+    const T zo = ln_pre(hh, mean_hh, rs_hh, xi, xh, g_ih, g_hh, shift, 3 * H + j);
+    const T i = sigmoid(PEEP ? zi + w_ci[j] * cp : zi);
+    const T f = sigmoid(PEEP ? zf + w_cf[j] * cp : zf);
+    const T cv = f * cp + i * tanh_fast(zg);
+    o_row[j] = sigmoid(PEEP ? zo + w_co[j] * cv : zo);
+    c_new[j] = cv;
+    c[j] = cv + (T(1) - keep[j]) * (cp - cv);
+    sum_c += cv;
+  }
+  const T mean_c = sum_c / T(H);
+  T var = 0;
+  _Pragma("omp simd reduction(+ : var)")
+  for (index_t j = 0; j < H; ++j) {
+    const T d = c_new[j] - mean_c;
+    var += d * d;
+  }
+  const T rs_c = T(1) / std::sqrt(var / T(H) + T(1e-5));
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    m[j] = o_row[j] * tanh_fast((c_new[j] - mean_c) * rs_c * c_gain[j] + c_shift[j]);
+  }
+  return rs_hh;
+}
+
+// Per-row partial sums of the parameter gradients (one accumulator row per batch element).
+template <typename T>
+struct LnAcc {
+  T *peep, *g_ih, *g_hh, *bias, *c_gain, *c_shift;  // peep: ci|cf|co (null without)
+};
+
+// One row of a layer-norm backward step. The gates, c_t and x̂_c are recomputed from the
+// saved x̂_ih, x̂_hh and c_{t-1} (not saved: memory stays under torch.nn's). Through
+// m = o ⊙ tanh(ĉ), the layer norm of c_t, c_t = f ⊙ c_{t-1} + i ⊙ g and the peepholes to
+// d_z; then both input layer norms' backwards: d_xp (input side) and d_hh (recurrent side).
+// d_c (arriving at the carried c_t) is replaced by the gradient at c_{t-1}. work: G + 3H.
+template <typename T, bool PEEP>
+void ln_cell_grad_row(const T* __restrict xi, const T* __restrict xh, T rs_ih, T rs_hh,
+                      const T* __restrict g_ih, const T* __restrict g_hh,
+                      const T* __restrict shift, const T* __restrict c_prev,
+                      const T* __restrict d_m, T* __restrict d_c, const T* __restrict keep,
+                      const T* __restrict w_ci, const T* __restrict w_cf,
+                      const T* __restrict w_co, const T* __restrict c_gain,
+                      const T* __restrict c_shift, const LnAcc<T>& a, T* __restrict work,
+                      T* __restrict d_xp, T* __restrict d_hh, index_t H) {
+  const index_t G = 4 * H;
+  T* __restrict gate = work;
+  T* __restrict cn = gate + G;
+  T* __restrict ch = cn + H;
+  T* __restrict dchg = ch + H;  // d_ĉ ⊙ γ_c
+  // (the accumulator pointers as locals: loaded from `a` inside a loop, they stop GCC from
+  // vectorizing it)
+  T* __restrict a_peep = a.peep;
+  T* __restrict a_gi = a.g_ih;
+  T* __restrict a_gh = a.g_hh;
+  T* __restrict a_b = a.bias;
+  T* __restrict a_cg = a.c_gain;
+  T* __restrict a_cs = a.c_shift;
+  T sum_c = 0;
+  _Pragma("omp simd reduction(+ : sum_c)")
+  for (index_t j = 0; j < H; ++j) {
+    const T cp = c_prev[j];
+    const T zi = ln_z(xi, xh, g_ih, g_hh, shift, j);
+    const T zf = ln_z(xi, xh, g_ih, g_hh, shift, H + j);
+    const T zg = ln_z(xi, xh, g_ih, g_hh, shift, 2 * H + j);
+    const T zo = ln_z(xi, xh, g_ih, g_hh, shift, 3 * H + j);
+    const T i = sigmoid(PEEP ? zi + w_ci[j] * cp : zi);
+    const T f = sigmoid(PEEP ? zf + w_cf[j] * cp : zf);
+    const T g = tanh_fast(zg);
     const T cv = f * cp + i * g;
     gate[j] = i;
     gate[H + j] = f;
     gate[2 * H + j] = g;
-    gate[3 * H + j] = sigmoid(z[3 * H + j] + w_co[j] * cv);
-    c_new[j] = cv;
-    c[j] = cv + (T(1) - keep[j]) * (cp - cv);
+    gate[3 * H + j] = sigmoid(PEEP ? zo + w_co[j] * cv : zo);
+    cn[j] = cv;
+    sum_c += cv;
   }
-}
-
-// m = o ⊙ tanh(ĉ), ĉ = c_in ⊙ gain + shift (c_in = x̂ of c_t with layer norm, else c_t).
-template <typename T>
-void cell_output_row(const T* __restrict c_in, const T* __restrict gain,
-                     const T* __restrict shift, const T* __restrict o, T* __restrict m,
-                     index_t H) {
-  RNNKIT_SIMD
-  for (index_t j = 0; j < H; ++j) m[j] = o[j] * tanh_fast(c_in[j] * gain[j] + shift[j]);
-}
-
-// m = o ⊙ tanh(ĉ):  d_o = d_m tanh(ĉ) (into d_z_o = d_o σ'),  d_ĉ = d_m o (1 - tanh(ĉ)^2).
-template <typename T>
-void cell_output_grad_row(const T* __restrict d_m, const T* __restrict c_in,
-                          const T* __restrict gain, const T* __restrict shift,
-                          const T* __restrict o, T* __restrict d_c_hat, T* __restrict d_z_o,
-                          index_t H) {
-  RNNKIT_SIMD
+  const T mean_c = sum_c / T(H);
+  T var = 0;
+  _Pragma("omp simd reduction(+ : var)")
   for (index_t j = 0; j < H; ++j) {
-    const T tc = tanh_fast(c_in[j] * gain[j] + shift[j]);
-    d_c_hat[j] = d_m[j] * o[j] * (T(1) - tc * tc);
-    // σ'(z) = σ(z)(1 - σ(z))
-    d_z_o[j] = d_m[j] * tc * o[j] * (T(1) - o[j]);
+    const T d = cn[j] - mean_c;
+    var += d * d;
   }
-}
-
-// Through c_t = f ⊙ c_{t-1} + i ⊙ g and the peepholes: d_z_i, d_z_f, d_z_g into d_z, and
-// d_c (arriving at the carried c_t) replaced by the gradient at c_{t-1}.
-template <typename T>
-void cell_grad_row(const T* __restrict gate, const T* __restrict c_prev,
-                   const T* __restrict d_c_from_h, T* __restrict d_c, T* __restrict d_z,
-                   const T* __restrict w_ci, const T* __restrict w_cf,
-                   const T* __restrict w_co, const T* __restrict keep, index_t H) {
-  RNNKIT_SIMD
+  const T rs_c = T(1) / std::sqrt(var / T(H) + T(1e-5));
+  // m = o ⊙ tanh(ĉ), ĉ = x̂_c γ_c + β_c: d_o = d_m tanh(ĉ) (d_z_o = d_o σ'(z_o) into d_xp),
+  // d_ĉ = d_m o (1 - tanh(ĉ)^2); the sums of the layer norm of c_t's backward on the way
+  T sum_d = 0, sum_dx = 0;
+  _Pragma("omp simd reduction(+ : sum_d, sum_dx)")
   for (index_t j = 0; j < H; ++j) {
+    const T x = (cn[j] - mean_c) * rs_c;
+    const T tc = tanh_fast(x * c_gain[j] + c_shift[j]);
+    const T o = gate[3 * H + j], dm = d_m[j];
+    const T dch = dm * o * (T(1) - tc * tc);
+    d_xp[3 * H + j] = dm * tc * o * (T(1) - o);
+    a_cg[j] += dch * x;
+    a_cs[j] += dch;
+    const T d = dch * c_gain[j];
+    ch[j] = x;
+    dchg[j] = d;
+    sum_d += d;
+    sum_dx += d * x;
+  }
+  const T mean_d = sum_d / T(H), mean_dx = sum_dx / T(H);
+  // through the layer norm of c_t and c_t = f ⊙ c_{t-1} + i ⊙ g into d_z (held in d_xp);
+  // the gain, shift and bias gradients and the sums of both input layer norms' backwards
+  T s_i = 0, sx_i = 0, s_h = 0, sx_h = 0;
+  _Pragma("omp simd reduction(+ : s_i, sx_i, s_h, sx_h)")
+  for (index_t j = 0; j < H; ++j) {
+    const T d_from_h = rs_c * (dchg[j] - mean_d - ch[j] * mean_dx);
     const T i = gate[j], f = gate[H + j], g = gate[2 * H + j];
-    const T d_state = d_c[j], k = keep[j], dzo = d_z[3 * H + j];
-    // c_t also reaches z_o through w_co
-    const T dcn = k * d_state + d_c_from_h[j] + dzo * w_co[j];
+    const T cp = c_prev[j], d_state = d_c[j], k = keep[j], dzo = d_xp[3 * H + j];
+    const T dcn = PEEP ? k * d_state + d_from_h + dzo * w_co[j] : k * d_state + d_from_h;
     const T dzi = dcn * g * i * (T(1) - i);
-    const T dzf = dcn * c_prev[j] * f * (T(1) - f);
-    d_z[j] = dzi;
-    d_z[H + j] = dzf;
-    d_z[2 * H + j] = dcn * i * (T(1) - g * g);
-    d_c[j] = dcn * f + dzi * w_ci[j] + dzf * w_cf[j] + (d_state - k * d_state);
+    const T dzf = dcn * cp * f * (T(1) - f);
+    const T dzg = dcn * i * (T(1) - g * g);
+    d_c[j] = PEEP ? dcn * f + dzi * w_ci[j] + dzf * w_cf[j] + (d_state - k * d_state)
+                  : dcn * f + (d_state - k * d_state);
+    if (PEEP) {
+      a_peep[j] += dzi * cp;
+      a_peep[H + j] += dzf * cp;
+      a_peep[2 * H + j] += dzo * cn[j];
+    }
+    const T dz[4] = {dzi, dzf, dzg, dzo};
+    for (int q = 0; q < 4; ++q) {
+      const index_t e = q * H + j;
+      const T d = dz[q], x_i = xi[e], x_h = xh[e];
+      d_xp[e] = d;
+      a_gi[e] += d * x_i;
+      a_gh[e] += d * x_h;
+      a_b[e] += d;
+      const T di = d * g_ih[e], dh = d * g_hh[e];
+      s_i += di;
+      sx_i += di * x_i;
+      s_h += dh;
+      sx_h += dh * x_h;
+    }
+  }
+  const T m_i = s_i / T(G), mx_i = sx_i / T(G), m_h = s_h / T(G), mx_h = sx_h / T(G);
+  RNNKIT_SIMD
+  for (index_t e = 0; e < G; ++e) {
+    const T d = d_xp[e];
+    d_hh[e] = rs_hh * (d * g_hh[e] - m_h - xh[e] * mx_h);
+    d_xp[e] = rs_ih * (d * g_ih[e] - m_i - xi[e] * mx_i);
   }
 }
 
-// z = hh + (xp + bias), cell_row and m = o ⊙ tanh(c_t) in one loop (no layer norm). Without
-// peepholes (PEEP false) o does not wait for c_t: the four gates' exp chains are
-// independent, and the loop's chain is two exps long instead of three in cell_row +
-// cell_output_row. gate may be xp and m may be hh: each iteration reads its elements before
+// Without layer norm: z = hh + (xp + bias), the gates, c_t, the carried c and
+// m = o ⊙ tanh(c_t) in one loop. Without peepholes (PEEP false) o does not wait for c_t: the
+// four gates' exp chains are independent, and the loop's chain is two exps long instead of
+// three. gate may be xp and m may be hh: each iteration reads its elements before
 // writing them, and no other iteration touches them (hence no __restrict on those).
 template <typename T, bool PEEP>
 void cell_row_out(const T* hh, const T* xp, const T* __restrict bias, T* __restrict c,
-                  T* gate, T* __restrict c_new, const T* __restrict w_ci,
+                  T* gate, const T* __restrict w_ci,
                   const T* __restrict w_cf, const T* __restrict w_co,
                   const T* __restrict keep, T* m, index_t H) {
   RNNKIT_SIMD
@@ -160,7 +283,6 @@ void cell_row_out(const T* hh, const T* xp, const T* __restrict bias, T* __restr
     gate[H + j] = f;
     gate[2 * H + j] = g;
     gate[3 * H + j] = o;
-    c_new[j] = cv;
     c[j] = cv + (T(1) - keep[j]) * (cp - cv);
     m[j] = o * tanh_fast(cv);
   }
@@ -200,30 +322,6 @@ void cell_grad_row_out(const T* __restrict gate, const T* __restrict c_prev,
     }
   }
 }
-
-// One row of the forward step given its pre-activation z: gates into `gate`, c_t into
-// c_new, the carried c updated, m = o ⊙ tanh(LN(c_t)) into m (which may be z: spent by then).
-template <typename T>
-struct StepRow {
-  const T *w_ci, *w_cf, *w_co, *c_gain, *c_shift, *bias;
-  bool ln, peep;
-  index_t H;
-  // z: the pre-activation with layer norm; without it, z + xp (h W_hh^T and the input side)
-  void operator()(const T* z, const T* xp, T* c, T* gate, T* c_new, T* c_hat, const T* keep,
-                  T* m) const {
-    if (!ln) {
-      if (peep) {
-        cell_row_out<T, true>(z, xp, bias, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
-      } else {
-        cell_row_out<T, false>(z, xp, bias, c, gate, c_new, w_ci, w_cf, w_co, keep, m, H);
-      }
-      return;
-    }
-    cell_row(z, c, gate, c_new, w_ci, w_cf, w_co, keep, H);
-    normalize_row(c_new, c_hat, H);
-    cell_output_row(c_hat, c_gain, c_shift, gate + 3 * H, m, H);
-  }
-};
 
 // z = x̂_ih g_ih + x̂_hh g_hh + (s_ih + s_hh + b_ih + b_hh): the layer-norm shifts and biases
 // folded into one vector.
@@ -272,14 +370,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   at::Tensor m_all = proj ? at::empty({slots_n, B, H}, opts) : at::Tensor();
   at::Tensor x_hat_hh = ln ? at::empty({slots_n, B, G}, opts) : at::Tensor();
   at::Tensor inv_std_hh = ln ? at::empty({slots_n, B}, opts) : at::Tensor();
-  // per-step scratch: hh (B, G), [gates (B, G) with layer norm], c_new, c_hat (B, H),
-  // h_in, h_cand (B, P)
-  at::Tensor scratch = at::empty({B * ((ln ? 2 : 1) * G + 2 * H + 2 * P)}, opts);
+  // per-step scratch: hh (B, G), [c_t and o (B, H) each with layer norm], h_in, h_cand (B, P)
+  at::Tensor scratch = at::empty({B * (G + (ln ? 2 * H : 0) + 2 * P)}, opts);
   T* hh_d = scratch.data_ptr<T>();
-  T* gate_scratch = hh_d + B * G;
-  T* c_new_d = gate_scratch + (ln ? B * G : 0);
-  T* c_hat_d = c_new_d + B * H;
-  T* h_in_d = c_hat_d + B * H;
+  T* c_new_d = hh_d + B * G;
+  T* o_d = c_new_d + (ln ? B * H : 0);
+  T* h_in_d = o_d + (ln ? B * H : 0);
   T* h_cand_d = h_in_d + B * P;
 
   T* h_d = h.data_ptr<T>();
@@ -298,12 +394,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   const T* zeros = neutral.zeros;
   const Keep<T> keep_h{seq.keep_h, seq.mask, ones, zeros, B, P};
   const Keep<T> keep_c{seq.keep_c, seq.mask, ones, zeros, B, H};
-  const StepRow<T> step_row{peep ? p.w_ci.data_ptr<T>() : zeros,
-                            peep ? p.w_cf.data_ptr<T>() : zeros,
-                            peep ? p.w_co.data_ptr<T>() : zeros,
-                            ln ? p.ln_c_w.data_ptr<T>() : ones,
-                            ln ? p.ln_c_b.data_ptr<T>() : zeros,
-                            bias_sum.defined() ? bias_sum.data_ptr<T>() : zeros, ln, peep, H};
+  const T* w_ci = peep ? p.w_ci.data_ptr<T>() : zeros;
+  const T* w_cf = peep ? p.w_cf.data_ptr<T>() : zeros;
+  const T* w_co = peep ? p.w_co.data_ptr<T>() : zeros;
+  const T* c_gain = ln ? p.ln_c_w.data_ptr<T>() : nullptr;
+  const T* c_shift = ln ? p.ln_c_b.data_ptr<T>() : nullptr;
+  const T* bias_d = bias_sum.defined() ? bias_sum.data_ptr<T>() : zeros;
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
@@ -315,22 +411,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
     }
     matmul(B, src, P, 1, w_hh_t, hh_d, G);  // h̃ W_hh^T (B, 4H)
     for_rows(B, G, [&](index_t b) {
-      T* z = hh_d + b * G;
+      T* hh = hh_d + b * G;
       T* xp_row = xp_d + (t * B + b) * G;
-      T* gate = xp_row;  // the gates go over the spent input projection ...
-      if (ln) {
+      T* c_row = c_d + b * H;
+      const T* keep = keep_c.row(t, b);
+      // without proj m is h̃ and goes over the spent h W_hh^T
+      T* m = proj ? m_s.at(t) + b * H : hh;
+      if (ln) {  // x̂_ih (in xp) is kept for backward
         T* xh = xh_hh_s.at(t) + b * G;
-        rs_hh_s.at(t)[b] = normalize_row(z, xh, G);
-        RNNKIT_SIMD
-        for (index_t j = 0; j < G; ++j) {
-          z[j] = xp_row[j] * g_ih[j] + xh[j] * g_hh[j] + shift_d[j];
-        }
-        gate = gate_scratch + b * G;  // ... except with layer norm, where x̂_ih is kept
+        T* c_new = c_new_d + b * H;
+        T* o = o_d + b * H;
+        rs_hh_s.at(t)[b] =
+            peep ? ln_cell_row_out<T, true>(hh, xp_row, xh, g_ih, g_hh, shift_d, c_row, o,
+                                            c_new, w_ci, w_cf, w_co, keep, c_gain, c_shift,
+                                            m, H)
+                 : ln_cell_row_out<T, false>(hh, xp_row, xh, g_ih, g_hh, shift_d, c_row, o,
+                                             c_new, w_ci, w_cf, w_co, keep, c_gain, c_shift,
+                                             m, H);
+      } else if (peep) {  // the gates go over the spent input projection
+        cell_row_out<T, true>(hh, xp_row, bias_d, c_row, xp_row, w_ci, w_cf, w_co, keep, m, H);
+      } else {
+        cell_row_out<T, false>(hh, xp_row, bias_d, c_row, xp_row, w_ci, w_cf, w_co, keep, m,
+                               H);
       }
-      // without proj m is h̃ and goes over the spent pre-activations
-      T* m = proj ? m_s.at(t) + b * H : z;
-      step_row(z, xp_row, c_d + b * H, gate, c_new_d + b * H, c_hat_d + b * H,
-               keep_c.row(t, b), m);
       if (!proj) {
         carry_row(h_d + b * P, m, keep_h.row(t, b), seq.mask_at(t, b),
                   out_d + (t * B + b) * P, P);
@@ -403,9 +506,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   at::Tensor d_xp = at::empty({plan.size, B, G}, opts);
   at::Tensor d_hh = ln ? at::empty({plan.size, B, G}, opts) : d_xp;
   at::Tensor d_h_cand = at::empty({proj ? plan.size : 1, B, P}, opts);
-  // scratch: d_keep (B,P), d_m (B,H), d_rec (B,P); with layer norm per row also
-  // d_c_from_h (H), gates (G), d_z (G), c_t (H), ĉ (H), d_ĉ (H)
-  const index_t row_n = ln ? 2 * G + 4 * H : 0;
+  // scratch: d_keep (B,P), d_m (B,H), d_rec (B,P); with layer norm per row also the work
+  // rows of ln_cell_grad_row: gates (G), c_t, x̂_c, d_ĉ γ_c (H each)
+  const index_t row_n = ln ? G + 3 * H : 0;
   at::Tensor scratch = at::empty({B * (2 * P + H + row_n)}, opts);
   T* d_keep_d = scratch.data_ptr<T>();
   T* d_m_d = d_keep_d + B * P;
@@ -489,55 +592,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
         }
         return;
       }
-      // layer norm: recompute z, the gates, c_t and ĉ from x̂_ih, x̂_hh and c_{t-1}
-      T* d_from_h = rows_d + b * row_n;
-      T* gate = d_from_h + H;
-      T* dz = gate + G;
-      T* cn = dz + G;
-      T* ch = cn + H;
-      T* dch = ch + H;
+      // layer norm: the gates, c_t and x̂_c recomputed from x̂_ih, x̂_hh and c_{t-1}
+      const LnAcc<T> la{peep ? a + L.peep : nullptr, a + L.g_ih, a + L.g_hh, a + L.bias,
+                        a + L.c_gain, a + L.c_shift};
       const T* xi = xh_ih_d + row * G;
       const T* xh = xh_hh_d + row * G;
-      RNNKIT_SIMD
-      for (index_t j = 0; j < G; ++j) dz[j] = xi[j] * g_ih[j] + xh[j] * g_hh[j] + shift_d[j];
-      std::memcpy(d_from_h, cp, sizeof(T) * H);  // cell_row's carried c: not needed here
-      cell_row(dz, d_from_h, gate, cn, w_ci, w_cf, w_co, ones, H);
-      const T inv_std_c = normalize_row(cn, ch, H);
-      cell_output_grad_row(d_m, ch, c_gain, c_shift, gate + 3 * H, dch, dz + 3 * H, H);
-      T* a_cg = a + L.c_gain;
-      T* a_cs = a + L.c_shift;
-      RNNKIT_SIMD
-      for (index_t j = 0; j < H; ++j) {
-        a_cg[j] += dch[j] * ch[j];
-        a_cs[j] += dch[j];
-      }
-      normalize_row_backward(dch, ch, inv_std_c, c_gain, d_from_h, H);
-      if (peep) {  // c_t reaches z_o through w_co
-        T* a_co = a + L.peep + 2 * H;
-        RNNKIT_SIMD
-        for (index_t j = 0; j < H; ++j) a_co[j] += dz[3 * H + j] * cn[j];
-      }
-      cell_grad_row(gate, cp, d_from_h, d_c_d + b * H, dz, w_ci, w_cf, w_co, keep_c.row(t, b),
-                    H);
+      T* work = rows_d + b * row_n;
+      T* d_xp_row = d_xp_d + local * G;
+      T* d_hh_row = d_hh_d + local * G;
       if (peep) {
-        T* a_p = a + L.peep;
-        RNNKIT_SIMD
-        for (index_t j = 0; j < H; ++j) {
-          a_p[j] += dz[j] * cp[j];
-          a_p[H + j] += dz[H + j] * cp[j];
-        }
+        ln_cell_grad_row<T, true>(xi, xh, rs_ih_d[row], rs_hh_d[row], g_ih, g_hh, shift_d, cp,
+                                  d_m, d_c_d + b * H, keep_c.row(t, b), w_ci, w_cf, w_co,
+                                  c_gain, c_shift, la, work, d_xp_row, d_hh_row, H);
+      } else {
+        ln_cell_grad_row<T, false>(xi, xh, rs_ih_d[row], rs_hh_d[row], g_ih, g_hh, shift_d,
+                                   cp, d_m, d_c_d + b * H, keep_c.row(t, b), w_ci, w_cf, w_co,
+                                   c_gain, c_shift, la, work, d_xp_row, d_hh_row, H);
       }
-      T* a_gi = a + L.g_ih;
-      T* a_gh = a + L.g_hh;
-      T* a_b = a + L.bias;
-      RNNKIT_SIMD
-      for (index_t j = 0; j < G; ++j) {
-        a_gi[j] += dz[j] * xi[j];
-        a_gh[j] += dz[j] * xh[j];
-        a_b[j] += dz[j];
-      }
-      normalize_row_backward(dz, xh, rs_hh_d[row], g_hh, d_hh_d + local * G, G);
-      normalize_row_backward(dz, xi, rs_ih_d[row], g_ih, d_xp_d + local * G, G);
     });
     // hh = (h_{t-1} ⊙ mask) W_hh^T  =>  d_h_{t-1} = (d_hh W_hh) ⊙ mask + (1 - k) d_h_t
     matmul(B, d_hh_d + (t - p0) * B * G, G, 1, w_hh_n, d_rec_d, P);

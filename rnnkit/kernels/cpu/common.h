@@ -607,6 +607,18 @@ template <typename T>
 
 // --- Layer norm rows. ---
 
+// 1/σ of one row given its mean μ (the variance as the mean of (x - μ)^2, ε = 1e-5).
+template <typename T>
+inline T row_inv_std(const T* x, index_t n, T mean) {
+  T var = 0;
+  _Pragma("omp simd reduction(+ : var)")
+  for (index_t j = 0; j < n; ++j) {
+    const T d = x[j] - mean;
+    var += d * d;
+  }
+  return T(1) / std::sqrt(var / T(n) + T(1e-5));
+}
+
 // Layer norm statistics of one row: the mean μ (into `mean`) and 1/σ (returned).
 template <typename T>
 inline T row_mean_inv_std(const T* x, index_t n, T& mean) {
@@ -614,14 +626,7 @@ inline T row_mean_inv_std(const T* x, index_t n, T& mean) {
   _Pragma("omp simd reduction(+ : sum)")
   for (index_t j = 0; j < n; ++j) sum += x[j];
   mean = sum / T(n);
-  T var = 0;
-  _Pragma("omp simd reduction(+ : var)")
-  for (index_t j = 0; j < n; ++j) {
-    const T d = x[j] - mean;
-    var += d * d;
-  }
-  var /= T(n);
-  return T(1) / std::sqrt(var + T(1e-5));
+  return row_inv_std(x, n, mean);
 }
 
 // Writes x̂ = (x - μ)/σ of one row over x; returns 1/σ.

@@ -121,14 +121,8 @@ T ln_cell_row_out(const T* hh, const T* __restrict xi, T* __restrict xh,
     c[j] = cv + (T(1) - keep[j]) * (cp - cv);
     sum_c += cv;
   }
-  const T mean_c = sum_c / T(H);
-  T var = 0;
-  _Pragma("omp simd reduction(+ : var)")
-  for (index_t j = 0; j < H; ++j) {
-    const T d = c_new[j] - mean_c;
-    var += d * d;
-  }
-  const T rs_c = T(1) / std::sqrt(var / T(H) + T(1e-5));
+  const T mean_c = sum_c / T(H);  // (summed on the way: one pass less)
+  const T rs_c = row_inv_std(c_new, H, mean_c);
   RNNKIT_SIMD
   for (index_t j = 0; j < H; ++j) {
     m[j] = o_row[j] * tanh_fast((c_new[j] - mean_c) * rs_c * c_gain[j] + c_shift[j]);
@@ -188,14 +182,8 @@ void ln_cell_grad_row(const T* __restrict xi, const T* __restrict xh, T rs_ih, T
     cn[j] = cv;
     sum_c += cv;
   }
-  const T mean_c = sum_c / T(H);
-  T var = 0;
-  _Pragma("omp simd reduction(+ : var)")
-  for (index_t j = 0; j < H; ++j) {
-    const T d = cn[j] - mean_c;
-    var += d * d;
-  }
-  const T rs_c = T(1) / std::sqrt(var / T(H) + T(1e-5));
+  const T mean_c = sum_c / T(H);  // (summed on the way: one pass less)
+  const T rs_c = row_inv_std(cn, H, mean_c);
   // m = o ⊙ tanh(ĉ), ĉ = x̂_c γ_c + β_c: d_o = d_m tanh(ĉ) (d_z_o = d_o σ'(z_o) into d_xp),
   // d_ĉ = d_m o (1 - tanh(ĉ)^2); the sums of the layer norm of c_t's backward on the way
   T sum_d = 0, sum_dx = 0;

@@ -1,8 +1,9 @@
 // Fused LSTM over a sequence: the equations of rnnkit/cells/lstm.py (peephole, proj_size,
 // layer_norm), with the sequence semantics of rnnkit/kernels/common.py.
 //
-// Forward per step: one GEMM h @ W_hh^T, one pass over the gates (and, with proj_size,
-// one GEMM m @ W_hr^T and one pass for the carry). Saved, indexed by position t (h_{t-1}
+// Forward per step: one GEMM h @ W_hh^T, one pass over the gates (with layer norm: the
+// statistics of the row, the pass, and one more for m; with proj_size, one GEMM
+// m @ W_hr^T and one pass for the carry). Saved, indexed by position t (h_{t-1}
 // is not saved: it is the output of the previous step, see PrevState):
 //   c_prev (T,B,H), [m (T,B,H) with proj], and
 //   without layer norm: gates i|f|g|o (T,B,4H), written over the input projection;

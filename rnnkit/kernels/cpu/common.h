@@ -942,7 +942,7 @@ Packed<T> pack_prev(const PrevState<T>& prev, const T* h_mask, index_t p0, index
       T* d = dst + (jp * k + r) * NR;
       const index_t j0 = jp * NR, cols = std::min<index_t>(NR, P - j0);
       if (mask) {
-        for (index_t jj = 0; jj < cols; ++jj) d[jj] = src[j0 + jj] * mask[j0 + jj];
+        apply_mask(d, src + j0, mask + j0, cols);
       } else {
         std::memcpy(d, src + j0, sizeof(T) * cols);
       }

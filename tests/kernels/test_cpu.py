@@ -137,6 +137,29 @@ def test_inference_entry_point_matches_reference(case, scenario, dtype, monkeypa
         for g, w in zip((got[0], *got[1]), (want[0], *want[1])):
             torch.testing.assert_close(g, w, **TOLERANCE[dtype])
     assert len(calls) == (0 if case[0] == "rnn-custom" else 2)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", spec_cases(), ids=lambda c: c[0])
+def test_saturated_and_nan_inputs_match_reference(case, dtype):
+    """Pre-activations far outside exp's range saturate the gates as torch's do (the
+    kernels' exp clamps its exponent, not x), and a NaN in the input reaches the same
+    outputs as in the reference: it is not clamped into a finite gate."""
+    _, spec = case
+    params = random_params(spec, dtype=dtype, seed=4)
+    x, state0 = random_inputs(spec, 4, 3, dtype=dtype, seed=5)
+    x = x.detach()
+    x[:, 0] *= 1e15  # |pre-activations| ~1e15: exp overflows or underflows
+    x[2, 1, 0] = float("nan")  # batch element 1 from step 2 on
+    with torch.no_grad():
+        want, want_state = reference.run(spec, x, state0, params)
+        got, got_state = cpu.run(spec, x, state0, params)
+    for what, g, w in [("outputs", got, want),
+                       *((f"final state {i}", g, w) for i, (g, w)
+                         in enumerate(zip(got_state, want_state)))]:
+        assert torch.equal(torch.isnan(g), torch.isnan(w)), f"{what}: NaN pattern differs"
+        torch.testing.assert_close(g, w, **TOLERANCE[dtype], equal_nan=True, msg=what)
+    assert torch.isnan(got[2:, 1]).all() and not torch.isnan(got[:, 0]).any()
+
+
 
 
 def test_results_do_not_depend_on_thread_count():

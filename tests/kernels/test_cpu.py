@@ -137,18 +137,25 @@ def test_inference_entry_point_matches_reference(case, scenario, dtype, monkeypa
         for g, w in zip((got[0], *got[1]), (want[0], *want[1])):
             torch.testing.assert_close(g, w, **TOLERANCE[dtype])
     assert len(calls) == (0 if case[0] == "rnn-custom" else 2)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", spec_cases(), ids=lambda c: c[0])
 def test_saturated_and_nan_inputs_match_reference(case, dtype):
-    """Pre-activations far outside exp's range saturate the gates as torch's do (the
+    """Pre-activations of every magnitude up to ~1e18 saturate the gates as torch's do (the
     kernels' exp clamps its exponent, not x), and a NaN in the input reaches the same
     outputs as in the reference: it is not clamped into a finite gate."""
     _, spec = case
+    seq_len, batch = 40, 3
     params = random_params(spec, dtype=dtype, seed=4)
-    x, state0 = random_inputs(spec, 4, 3, dtype=dtype, seed=5)
+    x, state0 = random_inputs(spec, seq_len, batch, dtype=dtype, seed=5)
     x = x.detach()
-    x[:, 0] *= 1e15  # |pre-activations| ~1e15: exp overflows or underflows
-    x[2, 1, 0] = float("nan")  # batch element 1 from step 2 on
+    # |x_0| from 1 to 1e18 in steps of ~1.4x, alternating in sign: every float and
+    # double range of exp's argument is crossed, the overflowing ones included
+    magnitude = torch.logspace(0, 18, seq_len * batch, dtype=torch.float64)
+    sign = torch.tensor([1.0, -1.0], dtype=torch.float64).repeat(seq_len * batch // 2)
+    x[:, :, 0] = (magnitude * sign).view(seq_len, batch).to(dtype)
+    x[20, 1, 1 % spec.input_size] = float("nan")  # batch element 1 from step 20 on
     with torch.no_grad():
         want, want_state = reference.run(spec, x, state0, params)
         got, got_state = cpu.run(spec, x, state0, params)
@@ -157,9 +164,7 @@ def test_saturated_and_nan_inputs_match_reference(case, dtype):
                          in enumerate(zip(got_state, want_state)))]:
         assert torch.equal(torch.isnan(g), torch.isnan(w)), f"{what}: NaN pattern differs"
         torch.testing.assert_close(g, w, **TOLERANCE[dtype], equal_nan=True, msg=what)
-    assert torch.isnan(got[2:, 1]).all() and not torch.isnan(got[:, 0]).any()
-
-
+    assert torch.isnan(got[20:, 1]).all() and not torch.isnan(got[:, 0]).any()
 
 
 def test_results_do_not_depend_on_thread_count():

@@ -566,12 +566,15 @@ template <typename T>
   bits_t shifted_bits, magic_bits;
   std::memcpy(&shifted_bits, &shifted, sizeof(T));
   std::memcpy(&magic_bits, &magic, sizeof(T));
-  // n as an integer (no overflow for any x: |shifted_bits| and magic_bits are below 2^62
-  // or 2^30), clamped, and back as a float through the magic (no int-to-double
-  // conversion instruction before AVX-512)
-  const bits_t n_int = std::min<bits_t>(
-      std::max<bits_t>(shifted_bits - magic_bits, -C::exponent_bias), C::exponent_bias + 1);
-  const bits_t n_bits = n_int + magic_bits;
+  // n, clamped to [-bias, bias + 1], as the bits of `shifted` clamped to magic's bits
+  // plus those bounds (the bits of a float in [2^23, 2^24) or a double in [2^52, 2^53)
+  // are magic's plus the integer's; no subtraction before the clamp, which for a negative
+  // `shifted`, x below about -8.7e6 in float, would overflow), then back as a float
+  // through the magic (no int-to-double conversion instruction before AVX-512)
+  const bits_t n_bits = std::min<bits_t>(
+      std::max<bits_t>(shifted_bits, magic_bits - C::exponent_bias),
+      magic_bits + C::exponent_bias + 1);
+  const bits_t n_int = n_bits - magic_bits;
   T n;
   std::memcpy(&n, &n_bits, sizeof(T));
   n -= magic;

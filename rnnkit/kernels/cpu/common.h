@@ -514,24 +514,6 @@ void matmul_tn(index_t rows, index_t m, index_t n, const T* a, index_t lda, cons
   matmul(m, rows, n, a, 1, lda, b, ldb, 1, c, ldc, opts, accumulate);
 }
 
-template <typename T>
-at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b) {
-  const index_t rows = a.size(0), m = a.size(1), n = b.size(1);
-  at::Tensor out = at::empty({m, n}, a.options());
-  matmul_tn(rows, m, n, a.data_ptr<T>(), a.stride(0), b.data_ptr<T>(), b.stride(0),
-            out.data_ptr<T>(), n, a.options());
-  return out;
-}
-
-// a W for a (rows, k) with unit column stride and W (k, n) packed (packed_or_pack).
-template <typename T>
-at::Tensor matmul_nn(const at::Tensor& a, const Packed<T>& w) {
-  const index_t rows = a.size(0);
-  at::Tensor out = at::empty({rows, w.n}, a.options());
-  matmul(rows, a.data_ptr<T>(), a.stride(0), 1, w, out.data_ptr<T>(), w.n);
-  return out;
-}
-
 // --- Branch-free elementwise math (vectorized by the compiler inside plain loops). ---
 
 template <typename T> struct ExpConstants;

@@ -60,17 +60,26 @@ def _train_arguments(p):
 
 
 def _build_config(args, overrides):
-    from rnnkit.training.config import Config, apply_overrides, load_toml
-    from rnnkit.training.presets import preset_config
+    """The config this command line asks for, the explicit (non-data) settings as
+    ``{key: text}``, and every dotted key the command line, preset or file set."""
+    from rnnkit.training.config import (Config, apply_overrides, config_from_dict,
+                                        dotted_keys, read_toml, resolve_key)
+    from rnnkit.training.presets import PRESETS, preset_config
 
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out must name a directory, got ''")
+    given = set()
     if args.preset:
         config = preset_config(args.preset)
+        given |= dotted_keys(PRESETS[args.preset])
     elif args.config or args.task not in (None, "lm"):
         config = Config()
     else:
         config = preset_config("char-default")
     if args.config:
-        config = load_toml(args.config, config)
+        table = read_toml(args.config)
+        config = config_from_dict(table, config, where=args.config)
+        given |= dotted_keys(table)
     flags = {}
     if args.data:
         flags.update({"data.dataset": "", "data.train": args.data,
@@ -89,7 +98,8 @@ def _build_config(args, overrides):
     if args.data:
         config.data.train, config.data.valid, config.data.test = (
             args.data, args.valid or "", args.test or "")
-    return config.validate(), {**other, **overrides}
+    given |= {".".join(resolve_key(k)) for k in (*flags, *overrides)}
+    return config.validate(), {**other, **overrides}, given
 
 
 def _run_train(args, overrides):
@@ -98,24 +108,19 @@ def _run_train(args, overrides):
     from rnnkit.data.datasets import load_corpus
     from rnnkit.models import build_language_model
     from rnnkit.data.text import Vocab
-    from rnnkit.training.checkpoint import load_checkpoint
-    from rnnkit.training.config import apply_overrides, config_from_dict, to_dict
+    from rnnkit.training.config import to_dict
     from rnnkit.training.distributed import World
     from rnnkit.training.trainer import Trainer
 
-    config, explicit = _build_config(args, overrides)
+    config, explicit, given = _build_config(args, overrides)
     if config.task.task != "lm":
         from rnnkit.cli_tasks import run_task_train
-        return run_task_train(args, config, explicit)
+        return run_task_train(args, config, explicit, given)
     out = Path(config.train.out)
-    latest = previous_run(out, args.resume)
-    vocab = None
-    if latest is not None:
-        _, meta = load_checkpoint(latest)
-        _check_lm(latest, meta)
-        # the run's own config, with only what was given explicitly on this command line
-        config = apply_overrides(config_from_dict(meta["config"]), explicit).validate()
-        vocab = Vocab.from_json(meta["vocab"])
+    config, meta, latest = prepare_run(out, config, args.resume, explicit, given, _check_lm)
+    if config is None:
+        return 0  # a finished run: nothing to do (already said)
+    vocab = Vocab.from_json(meta["vocab"]) if meta is not None else None
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     world = World.from_env()
@@ -133,11 +138,83 @@ def _run_train(args, overrides):
         return 1
     if world.is_main:
         _report(out, model, corpus.vocab, config, summary)
+    return exit_code(summary)
+
+
+def exit_code(summary):
+    """0 for a finished or time-limited run; 128 + the signal's number after a stop by
+    SIGINT (130) or SIGTERM (143), as shells expect, so ``train && next`` stops."""
+    import signal
+
+    reason = summary.get("stop_reason")
+    if reason in ("SIGINT", "SIGTERM"):
+        return 128 + int(getattr(signal, reason))
     return 0
 
 
+# settings that make a run what it is: a resume that gives another value is refused
+_RUN_IDENTITY = ("data.", "model.", "task.", "train.batch_size", "train.bptt", "train.seed")
+
+
+def prepare_run(out, config, resume, explicit, given, check_kind):
+    """Check ``out`` and, when resuming, the run in it. Returns ``(config, meta,
+    latest)``: the run's own config with this command line's explicit settings, the
+    latest checkpoint's meta and path (None, None for a new run), or ``(None, ...)``
+    when the run is finished (said on stderr, nothing written)."""
+    from rnnkit.training.checkpoint import load_checkpoint
+    from rnnkit.training.config import apply_overrides, config_from_dict
+    from rnnkit.training.rundir import check_out_dir
+
+    check_out_dir(out, config.task.task)
+    latest = previous_run(out, resume)
+    if latest is None:
+        return config, None, None
+    _, meta = load_checkpoint(latest)
+    check_kind(latest, meta)
+    run_config = config_from_dict(meta["config"])
+    _check_same_run(out, run_config, config, given)
+    config = apply_overrides(run_config, explicit).validate()
+    if _finished(out, meta, config):
+        epochs, step = meta["progress"]["epoch"] - 1, meta["progress"]["step"]
+        print(f"rnnkit train: the run in {str(out)!r} is finished ({epochs} epoch"
+              f"{'s' if epochs != 1 else ''}, step {step}); nothing to do. Its results are "
+              f"in {out / 'results.json'}; to train longer pass a larger --epochs with "
+              f"--resume", file=sys.stderr)
+        return None, meta, latest
+    return config, meta, latest
+
+
+def _check_same_run(out, run_config, config, given):
+    """Refuse a resume whose command line sets an identity setting to another value."""
+    from rnnkit.training.config import get_key
+
+    for key in sorted(given):
+        if not key.startswith(_RUN_IDENTITY):
+            continue
+        mine, theirs = get_key(config, key), get_key(run_config, key)
+        if key in ("data.train", "data.valid", "data.test") and mine and theirs:
+            if Path(mine).resolve() == Path(theirs).resolve():
+                continue
+        if mine != theirs:
+            raise UsageError(f"--resume: {key} is {mine!r} on this command line but "
+                             f"{theirs!r} in the run in {str(out)!r}; resume with the "
+                             f"run's own settings, or give another --out for a new run")
+
+
+def _finished(out, meta, config):
+    """True when the checkpoint is past the last epoch and results.json says done."""
+    from rnnkit.training.rundir import _read_json
+
+    progress = meta.get("progress", {})
+    if progress.get("epoch", 0) <= config.train.epochs or progress.get("batch_index"):
+        return False
+    results = _read_json(out / "results.json")
+    return isinstance(results, dict) and results.get("completed") is True
+
+
 def previous_run(out, resume):
-    """The latest checkpoint in ``out`` when resuming; an error if one exists otherwise."""
+    """The latest checkpoint in ``out`` when resuming; an error if one exists otherwise.
+    ``--resume`` where there is nothing to resume starts a new run and says so."""
     from rnnkit.training.checkpoint import CheckpointManager
 
     latest = CheckpointManager(out / "checkpoints").latest()
@@ -145,6 +222,9 @@ def previous_run(out, resume):
         raise UsageError(f"output directory {str(out)!r} already holds a run "
                          f"({latest.name}); pass --resume to continue it or --out to "
                          f"start another")
+    if latest is None and resume:
+        print(f"rnnkit train: --resume: no checkpoint in {str(out)!r}, starting a new run "
+              f"there", file=sys.stderr)
     return latest
 
 
@@ -154,6 +234,7 @@ def fit_run(trainer, latest, data_text):
     Returns the trainer's summary, or None after a non-finite loss (already reported).
     """
     from rnnkit.training.config import to_dict
+    from rnnkit.training.rundir import adopt
     from rnnkit.training.trainer import NonFiniteLoss
 
     config, world, model, out = trainer.config, trainer.world, trainer.model, trainer.out_dir
@@ -161,7 +242,7 @@ def fit_run(trainer, latest, data_text):
         trainer.resume(latest)
     say = print if world.is_main else (lambda *a, **k: None)
     if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        adopt(out, config.task.task)
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
     params = sum(p.numel() for p in model.parameters())
     say(f"rnnkit train: {model.kind} {config.model.cell} {config.model.num_layers}x"
@@ -386,6 +467,7 @@ def main(argv=None):
     from rnnkit.data.text import DataError
     from rnnkit.training.checkpoint import CheckpointError
     from rnnkit.training.config import ConfigError
+    from rnnkit.training.rundir import RunDirError
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -397,7 +479,7 @@ def main(argv=None):
         if extra and not command.overrides:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         return command.run(args, _parse_overrides(extra))
-    except (UsageError, ConfigError, DataError, CheckpointError) as e:
+    except (UsageError, ConfigError, DataError, CheckpointError, RunDirError) as e:
         print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -68,25 +68,25 @@ def load_task_corpus(config, vocab=None, labels=None):
     return TaskCorpus(task, vocab, labels, train, valid, test)
 
 
-def run_task_train(args, config, explicit):
+def run_task_train(args, config, explicit, given=frozenset()):
     """Train a task model: the same run directory, checkpoints and resume as LMs."""
     import torch
 
-    from rnnkit.cli import _report_files, fit_run, previous_run
+    from rnnkit.cli import _report_files, exit_code, fit_run, prepare_run
     from rnnkit.data.text import Vocab
     from rnnkit.models import build_task_model
-    from rnnkit.training.checkpoint import load_checkpoint
-    from rnnkit.training.config import apply_overrides, config_from_dict, to_dict
+    from rnnkit.training.config import to_dict
     from rnnkit.training.distributed import World
     from rnnkit.training.task_trainer import TaskTrainer
 
     out = Path(config.train.out)
-    latest = previous_run(out, args.resume)
+    task = config.task.task
+    config, meta, latest = prepare_run(out, config, args.resume, explicit, given,
+                                       lambda path, meta: _check_task(path, meta, task))
+    if config is None:
+        return 0  # a finished run: nothing to do (already said)
     vocab = labels = None
-    if latest is not None:
-        _, meta = load_checkpoint(latest)
-        _check_task(latest, meta, config.task.task)
-        config = apply_overrides(config_from_dict(meta["config"]), explicit).validate()
+    if meta is not None:
         vocab = Vocab.from_json(meta["vocab"])
         labels = Vocab.from_json(meta["model"]["labels"]) if meta["model"]["labels"] else None
     if config.train.threads > 0:
@@ -112,7 +112,7 @@ def run_task_train(args, config, explicit):
                   + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()),
                   file=sys.stderr)
         _report_files(out, summary, extra=", attention.png" if _has_attention(model) else "")
-    return 0
+    return exit_code(summary)
 
 
 def _has_attention(model):

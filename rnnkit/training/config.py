@@ -17,11 +17,15 @@ across sections, ``--hidden_size=650``. An unknown key is an error that names it
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig",
-           "TaskConfig", "Config", "config_from_dict", "load_toml", "apply_overrides", "to_dict"]
+           "TaskConfig", "Config", "config_from_dict", "load_toml", "read_toml", "apply_overrides",
+           "to_dict", "dotted_keys", "get_key", "resolve_key"]
 
 
 class ConfigError(ValueError):
@@ -78,10 +82,10 @@ class TrainConfig:
     max_minutes: float = 0.0   # stop (with a checkpoint) after this long; 0 = no limit
     log_every: int = 50        # steps between metric rows
     checkpoint_every: int = 1000  # steps between mid-epoch checkpoints; 0 = epoch ends
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = 3  # the last N checkpoints kept (plus best); 0 = keep all
     progress: str = "auto"     # "auto" | "bar" | "log" | "off"
     tensorboard: bool = True
-    sample_length: int = 300   # characters / words sampled at the end of training
+    sample_length: int = 300   # characters / words sampled at the end of training; 0 = none
     out: str = "runs/default"
 
 
@@ -135,20 +139,85 @@ class Config:
                     "task.min_count"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: must be >= 1, got {_get(self, key)}")
-        for key in ("model.dropout", "task.word_dropout"):
-            if not 0.0 <= _get(self, key) < 1.0:
-                raise ConfigError(f"config key {key}: must be in [0, 1), "
-                                  f"got {_get(self, key)}")
-        if not self.task.lm_weight >= 0:
-            raise ConfigError(f"config key task.lm_weight: must be >= 0, "
-                              f"got {self.task.lm_weight}")
-        if self.optim.lr <= 0:
-            raise ConfigError(f"config key optim.lr: must be > 0, got {self.optim.lr}")
+        # 0 means "off" / "default" for these (documented at the fields); negative is not
+        for key in ("optim.decay_start", "optim.patience", "optim.warmup_steps",
+                    "train.threads", "train.checkpoint_every", "train.keep_checkpoints",
+                    "train.sample_length", "task.mlp_size", "task.max_length"):
+            if _get(self, key) < 0:
+                raise ConfigError(f"config key {key}: must be >= 0, got {_get(self, key)}")
+        for key in ("optim.lr",):
+            _check_float(key, _get(self, key), 0.0, math.inf, low_open=True)
+        for key in ("optim.weight_decay", "optim.clip", "model.init_range",
+                    "train.max_minutes", "task.lm_weight", "task.length_penalty"):
+            _check_float(key, _get(self, key), 0.0, math.inf)
+        for key in ("model.dropout", "task.word_dropout", "optim.momentum", "optim.beta1",
+                    "optim.beta2"):
+            _check_float(key, _get(self, key), 0.0, 1.0, high_open=True)
+        for key in ("optim.min_lr_ratio", "task.teacher_forcing"):
+            _check_float(key, _get(self, key), 0.0, 1.0)
+        _check_float("optim.decay", self.optim.decay, 0.0, 1.0, low_open=True)
+        if self.task.teacher_forcing_final >= 0 or not math.isfinite(
+                self.task.teacher_forcing_final):  # < 0 means "constant"
+            _check_float("task.teacher_forcing_final", self.task.teacher_forcing_final,
+                         -math.inf, 1.0)
+        if not self.train.out.strip():
+            raise ConfigError("config key train.out: must not be empty (it is the output "
+                              "directory, --out)")
         if self.model.tie_weights and self.model.embed_size != self.model.hidden_size:
             raise ConfigError(f"config key model.tie_weights: needs embed_size == "
                               f"hidden_size, got {self.model.embed_size} and "
                               f"{self.model.hidden_size}")
+        check_layer_options(self.model.cell, self.model.options, self.model.hidden_size)
         return self
+
+
+def _check_float(key, value, low, high, low_open=False, high_open=False):
+    """``low <= value <= high`` (open ends as asked), finite; NaN fails every bound."""
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below and math.isfinite(value)):
+        if high == math.inf:
+            want = f"> {low:g}" if low_open else f">= {low:g}"
+            want += " and finite"
+        else:
+            want = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"config key {key}: must be {want}, got {value}")
+
+
+# layer arguments the models set themselves: not options a config may pass through
+_MODEL_SET = {"self", "input_size", "hidden_size", "num_layers", "batch_first", "dropout",
+              "bidirectional", "device", "dtype", "options"}
+
+
+def layer_option_names(cell):
+    """The options ``model.options`` may pass to the ``cell`` layer (its constructor's
+    keyword arguments, minus those the models set)."""
+    import inspect
+
+    from rnnkit.layers import LAYERS
+
+    names = set()
+    for cls in LAYERS[cell].__mro__:
+        if "__init__" in vars(cls) and cls.__module__.startswith("rnnkit"):
+            names |= set(inspect.signature(vars(cls)["__init__"]).parameters)
+    return sorted(names - _MODEL_SET)
+
+
+def check_layer_options(cell, options, hidden_size):
+    """Raise ConfigError naming an unknown layer option or a value the layer refuses
+    (its own ValueError / TypeError), by building the layer on the meta device (no
+    memory, no data): a bad option fails before any data is read."""
+    from rnnkit.layers import make_layer
+
+    known = layer_option_names(cell)
+    for name in options:
+        if name not in known:
+            raise ConfigError(f"config key model.options.{name}: unknown option for "
+                              f"cell {cell!r}; known: {', '.join(known)}")
+    try:
+        make_layer(cell, 1, hidden_size, device="meta", **options)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config key model.options: {e}") from None
 
 
 def _choice(key, value, allowed):
@@ -193,9 +262,19 @@ def _coerce(key, kind, value):
     raise ConfigError(f"config key {key}: expected {kind}, got {value!r}")
 
 
-def config_from_dict(obj, base=None):
+def config_from_dict(obj, base=None, where=None):
     """Apply a nested dict (``{"model": {"hidden_size": 200}}``) on top of ``base``
-    (default: all defaults); unknown sections or keys raise ConfigError."""
+    (default: all defaults); unknown sections or keys raise ConfigError (prefixed with
+    ``where``, a file name, when given)."""
+    try:
+        return _from_dict(obj, base)
+    except ConfigError as e:
+        if where is None:
+            raise
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _from_dict(obj, base):
     config = dataclasses.replace(base) if base is not None else Config()
     for section, values in obj.items():
         if section not in _sections():
@@ -213,19 +292,65 @@ def config_from_dict(obj, base=None):
     return config
 
 
-def load_toml(path, base=None):
-    """Read a TOML config file on top of ``base``."""
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_toml(path):
+    """The tables of a TOML config file. A path that is missing, not a regular file
+    (a directory, a FIFO, a device), larger than 1 MiB, not UTF-8 or not TOML is a
+    ConfigError naming it; at most 1 MiB is ever read."""
+    name = str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"config file {name!r} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"config file {name!r} cannot be read: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ConfigError(f"config file {name!r} is {what}, expected a TOML file")
     try:
         with open(path, "rb") as f:
-            obj = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"config file {name!r} cannot be read: {e.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {name!r} is larger than 1 MiB; a config is a few "
+                          f"lines of TOML")
     try:
-        return config_from_dict(obj, base)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {name!r} is not UTF-8 text ({e.reason} at byte "
+                          f"{e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {name!r} is not valid TOML: {e}") from None
+
+
+def load_toml(path, base=None):
+    """Read a TOML config file on top of ``base``."""
+    return config_from_dict(read_toml(path), base, where=path)
+
+
+def dotted_keys(obj, prefix=""):
+    """``{"model": {"hidden_size": 8, "options": {"zoneout": 0.1}}}`` ->
+    ``{"model.hidden_size", "model.options.zoneout"}``."""
+    keys = set()
+    for name, value in obj.items():
+        if isinstance(value, dict) and value:
+            keys |= dotted_keys(value, f"{prefix}{name}.")
+        else:
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def get_key(config, dotted):
+    """The value at ``"model.hidden_size"`` or ``"model.options.zoneout"`` (None when
+    an option is not set)."""
+    section, name, *rest = dotted.split(".")
+    value = getattr(getattr(config, section), name)
+    if rest:
+        return value.get(".".join(rest)) if isinstance(value, dict) else None
+    return value
 
 
 def _parse_value(text):
@@ -236,7 +361,7 @@ def _parse_value(text):
         return text
 
 
-def _resolve_key(key):
+def resolve_key(key):
     """``hidden_size`` / ``model.hidden_size`` / ``model.options.zoneout`` -> path."""
     parts = key.replace("-", "_").split(".")
     if parts[0] in _sections():
@@ -251,7 +376,7 @@ def _resolve_key(key):
 def apply_overrides(config, overrides):
     """Apply ``{"model.hidden_size": "650", ...}`` (values as strings) to a config."""
     for key, text in overrides.items():
-        path = _resolve_key(key)
+        path = resolve_key(key)
         value = _parse_value(text)
         if len(path) > 2 and path[1] == "options":
             options = dict(config.model.options)

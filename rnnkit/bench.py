@@ -349,12 +349,23 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="timed repeats per entry (median; default 7, quick 5)")
     parser.add_argument("--cells", help=f"comma-separated subset of {', '.join(CELLS)}")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory rows")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=int,
+                        help="torch.set_num_threads (default or 0: torch's)")
 
 
 def run(args) -> int:
     """Run the benchmark described by parsed ``args``; print tables; 0 on success."""
     from rnnkit.kernels import cpu
+    from rnnkit.training.rundir import check_output_file
+
+    for flag, value, minimum in (("--threads", args.threads, 0),
+                                 ("--repeats", args.repeats, 1)):
+        if value is not None and value < minimum:
+            print(f"rnnkit bench: error: {flag} must be >= {minimum}, got {value}",
+                  file=sys.stderr)
+            return 2
+    if args.json is not None:
+        check_output_file(args.json, "--json")  # before the minutes of work, not after
     if args.threads:
         torch.set_num_threads(args.threads)
     reason = cpu.unavailable_reason()

@@ -339,14 +339,24 @@ def _sample_arguments(p):
     p.add_argument("--seed", type=int, default=0)
 
 
+def at_least(flag, value, minimum, meaning=""):
+    """UsageError unless the integer option ``flag`` is >= ``minimum``."""
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be >= {minimum}{meaning}, got {value}")
+
+
 def _run_sample(args, overrides):
+    import math
+
     import torch
 
-    model, vocab, _, _ = load_language_model(args.checkpoint)
-    if args.temperature <= 0:
-        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
+    if not (args.temperature > 0 and math.isfinite(args.temperature)):
+        raise UsageError(f"--temperature must be > 0 and finite, got {args.temperature}")
     if not 0 < args.top_p <= 1:
         raise UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
+    at_least("--length", args.length, 1)
+    at_least("--top-k", args.top_k, 0, " (0 = no top-k cut)")
+    model, vocab, _, _ = load_language_model(args.checkpoint)
     generator = torch.Generator().manual_seed(args.seed)
     print(_sample_text(model, vocab, args.prime, args.length, args.temperature,
                        args.top_k, args.top_p, generator))
@@ -379,6 +389,8 @@ def _run_eval(args, overrides):
 
     from rnnkit.cli_tasks import is_task_checkpoint, run_task_eval
 
+    at_least("--batch-size", args.batch_size, 1)
+    at_least("--bptt", args.bptt, 0, " (0 = the run's own)")
     if is_task_checkpoint(args.checkpoint[0]):
         return run_task_eval(args)
     if len(args.checkpoint) > 1:
@@ -459,15 +471,44 @@ def build_parser():
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, allow_abbrev=False)
         command.add_arguments(p)
+        p.add_argument("--debug", action="store_true",
+                       help="show the traceback of an error (also RNNKIT_DEBUG=1)")
     return parser
 
 
-def main(argv=None):
-    """Entry point of the ``rnnkit`` console script; returns the exit code."""
+def _one_line(error):
+    """An exception as one line: rnnkit's own errors as they are, others with their
+    type (a torch or OS error), the first line only."""
     from rnnkit.data.text import DataError
     from rnnkit.training.checkpoint import CheckpointError
     from rnnkit.training.config import ConfigError
     from rnnkit.training.rundir import RunDirError
+
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror + (f": {error.filename!r}" if error.filename else "")
+    elif isinstance(error, KeyError):
+        text = f"missing entry {error}"
+    else:
+        lines = str(error).strip().splitlines()
+        text = lines[0] if lines else ""
+    if isinstance(error, (UsageError, ConfigError, DataError, CheckpointError, RunDirError)):
+        return text
+    return (f"{type(error).__name__}: {text} (rerun with --debug or RNNKIT_DEBUG=1 for "
+            f"the traceback)")
+
+
+# what a user's input can raise, anywhere below: one line and exit 2, not a traceback
+_USER_ERRORS = (ValueError, TypeError, OSError, KeyError, IndexError, RuntimeError,
+                MemoryError, UnicodeError)
+
+
+def main(argv=None):
+    """Entry point of the ``rnnkit`` console script; returns the exit code.
+
+    A bad input ends in one line ``rnnkit COMMAND: error: ...`` on stderr and exit code
+    2; ``--debug`` (or ``RNNKIT_DEBUG=1``) lets the exception through with its traceback.
+    """
+    import os
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -475,12 +516,15 @@ def main(argv=None):
         parser.print_help()
         return 2
     command = COMMANDS[args.command]
+    debug = args.debug or os.environ.get("RNNKIT_DEBUG", "") not in ("", "0")
     try:
         if extra and not command.overrides:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         return command.run(args, _parse_overrides(extra))
-    except (UsageError, ConfigError, DataError, CheckpointError, RunDirError) as e:
-        print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
+    except _USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"rnnkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)

@@ -26,8 +26,8 @@ def _split_by_position(examples, fractions=(0.9, 0.05, 0.05)):
 
 def load_task_corpus(config, vocab=None, labels=None):
     """A TaskCorpus from the config's data section (a built-in name or TSV paths)."""
-    from rnnkit.data.tasks import (BUILTIN_TASKS, build_task_vocab, load_builtin,
-                                   load_task_file)
+    from rnnkit.data.tasks import (BUILTIN_TASKS, build_task_vocab, check_labels,
+                                   load_builtin, load_task_file)
     from rnnkit.data.text import DataError, Vocab
     from rnnkit.training.task_trainer import TaskCorpus
 
@@ -65,6 +65,9 @@ def load_task_corpus(config, vocab=None, labels=None):
         names = {e.target for e in train} if task == "classify" else \
             {t for e in train for t in e.target}
         labels = Vocab(sorted(names), "word")
+    for examples, path in ((train, d.train), (valid, d.valid or d.train),
+                           (test, d.test or d.train)):
+        check_labels(examples, task, labels, path or d.dataset)
     return TaskCorpus(task, vocab, labels, train, valid, test)
 
 
@@ -216,7 +219,8 @@ def _save_attention(weights, source_tokens, output_tokens, path):
 
 def run_task_eval(args):
     """``rnnkit eval`` for task checkpoints: a table, then one JSON line."""
-    from rnnkit.data.tasks import BUILTIN_TASKS, load_builtin, load_task_file
+    from rnnkit.data.tasks import (BUILTIN_TASKS, check_labels, load_builtin,
+                                   load_task_file)
     from rnnkit.training.task_trainer import evaluate_task
 
     model, vocab, labels, meta, ckpts = load_task_models(args.checkpoint)
@@ -225,6 +229,7 @@ def run_task_eval(args):
         examples = load_builtin(args.data).test
     else:
         examples = load_task_file(args.data, task, vocab.level)
+    check_labels(examples, task, labels, args.data)
     t = meta["model"]["task"]
     metrics = evaluate_task(model, examples, task, vocab, labels, args.batch_size or 64,
                             beam_size=getattr(args, "beam", 0) or t["beam_size"],
@@ -254,9 +259,13 @@ def run_predict(args, overrides):
     """Print the label, the tags or the decoded sequence of one input."""
     import torch
 
-    from rnnkit.cli import UsageError
+    from rnnkit.cli import UsageError, at_least
     from rnnkit.data.tasks import encode_tokens, tokens_of
+    from rnnkit.training.rundir import check_output_file
 
+    at_least("--beam", args.beam, 0, " (0 = the run's own)")
+    if args.attention_png is not None:
+        check_output_file(args.attention_png, "--attention-png")
     model, vocab, labels, meta, _ = load_task_models(args.checkpoint)
     task, t = meta["model"]["kind"], meta["model"]["task"]
     tokens = tokens_of(args.text, vocab.level)

@@ -5,9 +5,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
+import stat
 
 import pytest
 
@@ -29,14 +27,21 @@ def python_kernel(monkeypatch):
 
 
 def snapshot(folder):
-    """relative path -> SHA-256 of every file below ``folder`` (symlinks by target)."""
+    """relative path -> SHA-256 of every file below ``folder`` (symlinks by target,
+    special files and files over 10 MB by type and size: reading them would block or
+    take long)."""
     found = {}
     for root, dirs, files in os.walk(folder):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+        for name in files + dirs:
             path = os.path.join(root, name)
             key = os.path.relpath(path, folder)
-            if os.path.islink(path):
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
                 found[key] = "-> " + os.readlink(path)
+            elif stat.S_ISDIR(info.st_mode):
+                found[key] = "dir"
+            elif not stat.S_ISREG(info.st_mode) or info.st_size > 10 << 20:
+                found[key] = (stat.S_IFMT(info.st_mode), info.st_size)
             else:
                 with open(path, "rb") as f:
                     found[key] = hashlib.sha256(f.read()).hexdigest()
@@ -215,3 +220,221 @@ def test_resume_where_there_is_nothing_says_it_starts_a_new_run(tmp_path, space,
     err = capsys.readouterr().err
     assert f"--resume: no checkpoint in {str(out)!r}, starting a new run" in err
     assert (out / "results.json").is_file()
+
+
+# ----------------------------------------------------------------- unbounded reads
+def test_special_and_oversized_data_files_are_refused_before_reading(tmp_path, space,
+                                                                     capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        f.truncate((512 << 20) + 1)  # sparse: nothing is written to disk
+    cases = [("/dev/zero", "is not a regular file"), (str(fifo), "is not a regular file"),
+             (str(tmp_path), "is a directory"), (str(big), "larger than 512 MiB")]
+    for path, why in cases:
+        for flag in ("--data", "--valid"):
+            argv = train_args(space, tmp_path / "out")
+            if flag == "--valid":
+                argv += ["--valid", path, "--test", str(space / "train.txt")]
+            else:
+                argv[2] = path
+            refused(capsys, argv, tmp_path, f"data file {path!r}", why)
+    refused(capsys, ["eval", str(space / "run"), "--data", "/dev/zero"], space,
+            "data file '/dev/zero' is not a regular file")
+
+
+# ----------------------------------------------------------------- config files and values
+@pytest.mark.parametrize("content,why", [
+    (None, "is a directory"),
+    (b"\xff\xfe[model]\n", "is not UTF-8 text"),
+    (bytes(range(256)) * 8, "is not UTF-8 text"),
+    (b"[model]\nhidden_size = 8\n" + b"# padding\n" * 120_000, "larger than 1 MiB"),
+    (b"[model\n", "is not valid TOML"),
+])
+def test_bad_config_files_are_named(tmp_path, space, capsys, content, why):
+    path = tmp_path / "c.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    refused(capsys, ["train", str(path), "--data", str(space / "train.txt"), "--out",
+                     str(tmp_path / "out")], tmp_path, f"config file {str(path)!r}", why)
+    refused(capsys, ["train", "/dev/zero", "--out", str(tmp_path / "out")], tmp_path,
+            "config file '/dev/zero' is not a regular file")
+
+
+# one per class of value: NaN / infinity, negative where >= 0, outside [0, 1), outside
+# [0, 1], zero where > 0, layer options (unknown, out of range, wrong family, wrong type)
+@pytest.mark.parametrize("setting,message", [
+    ("--lr=nan", "optim.lr: must be > 0 and finite, got nan"),
+    ("--lr=inf", "optim.lr: must be > 0 and finite, got inf"),
+    ("--lr=0", "optim.lr: must be > 0 and finite, got 0.0"),
+    ("--momentum=-1", "optim.momentum: must be in [0, 1), got -1.0"),
+    ("--beta1=1.5", "optim.beta1: must be in [0, 1), got 1.5"),
+    ("--beta2=nan", "optim.beta2: must be in [0, 1), got nan"),
+    ("--weight_decay=-1", "optim.weight_decay: must be >= 0 and finite, got -1.0"),
+    ("--clip=-1", "optim.clip: must be >= 0 and finite, got -1.0"),
+    ("--decay=0", "optim.decay: must be in (0, 1], got 0.0"),
+    ("--warmup_steps=-5", "optim.warmup_steps: must be >= 0, got -5"),
+    ("--min_lr_ratio=-0.5", "optim.min_lr_ratio: must be in [0, 1], got -0.5"),
+    ("--dropout=nan", "model.dropout: must be in [0, 1), got nan"),
+    ("--init_range=-1", "model.init_range: must be >= 0 and finite, got -1.0"),
+    ("--max-minutes=-1", "train.max_minutes: must be >= 0 and finite, got -1.0"),
+    ("--max-minutes=nan", "train.max_minutes: must be >= 0 and finite, got nan"),
+    ("--keep_checkpoints=-2", "train.keep_checkpoints: must be >= 0, got -2"),
+    ("--threads=-1", "train.threads: must be >= 0, got -1"),
+    ("--checkpoint_every=-1", "train.checkpoint_every: must be >= 0, got -1"),
+    ("--sample_length=-5", "train.sample_length: must be >= 0, got -5"),
+    ("--teacher_forcing=1.5", "task.teacher_forcing: must be in [0, 1], got 1.5"),
+    ("--teacher_forcing_final=nan", "task.teacher_forcing_final: must be in [-inf, 1]"),
+    ("--model.options.zoneout=2", "model.options.zoneout: LSTM: zoneout must be in [0, 1)"),
+    ("--model.options.zonout=0.1", "model.options.zonout: unknown option for cell 'lstm'"),
+    ("--model.options.layer_norm=3", "model.options.layer_norm: must be true or false"),
+    ("--model.options.proj_size=4", "model.options.proj_size: the rnnkit models"),
+])
+def test_bad_config_values_fail_before_the_data_is_read(tmp_path, capsys, setting,
+                                                        message):
+    # the data file does not exist: the config error must come first
+    argv = ["train", "--data", str(tmp_path / "missing.txt"), "--out",
+            str(tmp_path / "out"), *SMALL, setting]
+    refused(capsys, argv, tmp_path, f"config key {message}")
+
+
+def test_layer_options_of_another_cell_family_are_refused(tmp_path, capsys):
+    refused(capsys, ["train", "--data", str(tmp_path / "missing.txt"), "--out",
+                     str(tmp_path / "out"), "--cell=gru", "--model.options.peephole=true"],
+            tmp_path, "model.options.peephole: GRU: peephole is an LSTM option")
+
+
+def test_a_toml_value_is_checked_like_a_flag(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[optim]\nschedule = \"cosine\"\nwarmup_steps = -10\nmin_lr_ratio = -1.0\n")
+    refused(capsys, ["train", str(path), "--data", str(tmp_path / "missing.txt"), "--out",
+                     str(tmp_path / "out")], tmp_path, "optim.warmup_steps: must be >= 0")
+
+
+def test_resume_with_a_toml_that_changes_the_model_is_refused(tmp_path, space, capsys):
+    run = space / "run"
+    path = tmp_path / "c.toml"
+    path.write_text("[model]\nhidden_size = 64\n")
+    refused(capsys, ["train", str(path), "--data", str(space / "train.txt"), "--out",
+                     str(run), "--resume", *SMALL[:1], *SMALL[2:]], run,
+            "model.hidden_size is 64 on this command line but 16 in the run")
+
+
+# ----------------------------------------------------------------- task data and labels
+@pytest.fixture(scope="module")
+def classify_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cls")
+    rows = [("pos", "good film"), ("neg", "bad plot"), ("pos", "good plot"),
+            ("neg", "bad film")] * 6
+    (root / "train.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in rows))
+    (root / "odd.tsv").write_text("pos\tgood film\nmeh\tso so film\n")
+    os.environ["RNNKIT_KERNEL"] = "bptt"
+    try:
+        rc = main(["train", "--task", "classify", "--data", str(root / "train.tsv"),
+                   "--out", str(root / "run"), "--epochs", "1", "--batch_size=8",
+                   *SMALL[:3], *SMALL[5:10]])
+    finally:
+        del os.environ["RNNKIT_KERNEL"]
+    assert rc == 0
+    return root
+
+
+def test_a_label_not_in_training_is_named_with_file_and_line(tmp_path, classify_run,
+                                                             capsys):
+    odd = classify_run / "odd.tsv"
+    refused(capsys, ["train", "--task", "classify", "--data",
+                     str(classify_run / "train.tsv"), "--valid", str(odd), "--test",
+                     str(odd), "--out", str(tmp_path / "out"), *SMALL], tmp_path,
+            f"{odd}: line 2: label 'meh' is not among the training labels (neg, pos)")
+    refused(capsys, ["eval", str(classify_run / "run"), "--data", str(odd)], classify_run,
+            f"{odd}: line 2: label 'meh' is not among the training labels")
+
+
+# ----------------------------------------------------------------- sample, eval, predict
+@pytest.mark.parametrize("command,flags,message", [
+    ("sample", ["--length", "-5"], "--length must be >= 1, got -5"),
+    ("sample", ["--top-k", "-5"], "--top-k must be >= 0 (0 = no top-k cut), got -5"),
+    ("sample", ["--temperature", "nan"], "--temperature must be > 0 and finite, got nan"),
+    ("sample", ["--top-p", "nan"], "--top-p must be in (0, 1], got nan"),
+    ("eval", ["--data", "x", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    ("eval", ["--data", "x", "--bptt", "-1"], "--bptt must be >= 0"),
+])
+def test_bad_sample_and_eval_options(space, capsys, command, flags, message):
+    refused(capsys, [command, str(space / "run"), *flags], space, message)
+
+
+def test_bad_predict_options(tmp_path, classify_run, capsys):
+    run = str(classify_run / "run")
+    refused(capsys, ["predict", run, "good", "--beam", "-3"], classify_run,
+            "--beam must be >= 0 (0 = the run's own), got -3")
+    refused(capsys, ["predict", run, "good", "--attention-png",
+                     str(tmp_path / "no" / "a.png")], tmp_path,
+            f"--attention-png {str(tmp_path / 'no' / 'a.png')!r}", "does not exist")
+
+
+# ----------------------------------------------------------------- bench outputs first
+@pytest.mark.parametrize("flags,message", [
+    (["--json", "{tmp}/no/such/folder/r.json"], "--json '{tmp}/no/such/folder/r.json'"),
+    (["--json", "{tmp}"], "--json '{tmp}' is a directory"),
+    (["--threads", "-1"], "--threads must be >= 0, got -1"),
+    (["--repeats", "0"], "--repeats must be >= 1, got 0"),
+])
+def test_bench_checks_its_arguments_before_the_work(tmp_path, capsys, flags, message):
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    before = snapshot(tmp_path)
+    assert main(["bench", "--quick", "--no-memory", *flags]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no table: nothing was timed
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit bench: error: ")
+    assert message.format(tmp=tmp_path) in lines[0]
+    assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------- the safety net
+def test_any_error_a_user_can_cause_is_one_line_and_debug_shows_it(tmp_path, space,
+                                                                   capsys, monkeypatch):
+    import rnnkit.data.datasets as datasets
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("size mismatch for x\n  27 more lines")
+
+    monkeypatch.setattr(datasets, "load_corpus", broken)
+    argv = train_args(space, tmp_path / "out")
+    refused(capsys, argv, tmp_path, "RuntimeError: size mismatch for x",
+            "rerun with --debug")
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        main([*argv, "--debug"])
+    monkeypatch.setenv("RNNKIT_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        main(argv)
+
+
+def test_an_os_error_names_the_file(tmp_path, space, capsys, monkeypatch):
+    import rnnkit.data.datasets as datasets
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/some/file")
+
+    monkeypatch.setattr(datasets, "load_corpus", denied)
+    refused(capsys, train_args(space, tmp_path / "out"), tmp_path,
+            "PermissionError: Permission denied: '/some/file'")
+
+
+def test_the_process_exits_2_with_one_line(tmp_path):
+    """At process level too (the console script's exit status), for /dev/zero as data."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, "-m", "rnnkit.cli", "train", "--data",
+                           "/dev/zero", "--out", str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("rnnkit train: error: data file '/dev/zero' is not a "
+                                   "regular file (a FIFO, device or socket), expected a "
+                                   "text file")
+    assert not (tmp_path / "out").exists()

@@ -23,7 +23,8 @@ from rnnkit.data.text import UNK, DataError, Vocab, read_text
 
 __all__ = ["PAD", "BOS", "EOS", "UNK", "TaskData", "Example", "read_tsv",
            "load_task_file", "load_builtin", "build_task_vocab", "tokens_of",
-           "make_batches", "collate", "prediction_count", "encode_tokens", "BUILTIN_TASKS"]
+           "make_batches", "collate", "prediction_count", "encode_tokens", "BUILTIN_TASKS",
+           "check_labels"]
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 in every task vocabulary
@@ -32,10 +33,12 @@ BUILTIN_TASKS = {"addition": "seq2seq", "date": "seq2seq", "sst2": "classify"}
 
 @dataclass
 class Example:
-    """One example: ``source`` tokens and a ``target`` (a label, a tag list or tokens)."""
+    """One example: ``source`` tokens and a ``target`` (a label, a tag list or tokens);
+    ``line``: its line in the file it came from (0 when unknown)."""
 
     source: list
     target: object
+    line: int = 0
 
 
 @dataclass
@@ -77,8 +80,8 @@ def read_tsv(path, what: str) -> list:
 def load_task_file(path, task: str, level: str = "word") -> list:
     """Examples from a generic TSV file of ``task`` ('classify', 'tag' or 'seq2seq')."""
     if task == "classify":
-        return [Example(tokens_of(text, level), label)
-                for _, label, text in read_tsv(path, "label<TAB>text")]
+        return [Example(tokens_of(text, level), label, number)
+                for number, label, text in read_tsv(path, "label<TAB>text")]
     if task == "tag":
         examples = []
         for number, tags, text in read_tsv(path, "tags<TAB>tokens"):
@@ -86,11 +89,11 @@ def load_task_file(path, task: str, level: str = "word") -> list:
             if len(tokens) != len(tag_list):
                 raise DataError(f"{path}: line {number}: {len(tag_list)} tags for "
                                 f"{len(tokens)} tokens; tagging needs one tag per token")
-            examples.append(Example(tokens, tag_list))
+            examples.append(Example(tokens, tag_list, number))
         return examples
     if task == "seq2seq":
-        return [Example(tokens_of(source, level), tokens_of(target, level))
-                for _, source, target in read_tsv(path, "source<TAB>target")]
+        return [Example(tokens_of(source, level), tokens_of(target, level), number)
+                for number, source, target in read_tsv(path, "source<TAB>target")]
     raise ValueError(f"load_task_file: task must be 'classify', 'tag' or 'seq2seq', "
                      f"got {task!r}")
 
@@ -136,6 +139,22 @@ def load_builtin(name: str) -> TaskData:
     if name == "sst2":
         return _sst2()
     raise DataError(f"unknown built-in task data {name!r}; choose from {sorted(BUILTIN_TASKS)}")
+
+
+def check_labels(examples, task, labels, where):
+    """DataError naming the file, line and label of the first example whose label (or
+    tag) is not in ``labels`` -- the model has no output for it."""
+    if task not in ("classify", "tag") or labels is None:
+        return
+    for i, example in enumerate(examples):
+        names = [example.target] if task == "classify" else example.target
+        for name in names:
+            if name not in labels.index:
+                line = f"line {example.line}" if example.line else f"example {i + 1}"
+                kind = "label" if task == "classify" else "tag"
+                raise DataError(f"{where}: {line}: {kind} {name!r} is not among the "
+                                f"training {kind}s ({', '.join(labels.tokens[:8])}"
+                                f"{', ...' if len(labels) > 8 else ''})")
 
 
 def build_task_vocab(sequences, level: str, min_count: int = 1) -> Vocab:

@@ -9,6 +9,7 @@ character, newlines included.
 from __future__ import annotations
 
 import os
+import stat
 
 import torch
 
@@ -88,15 +89,42 @@ class Vocab:
         return cls(obj["tokens"], obj["level"])
 
 
-def read_text(path):
-    """Read a UTF-8 text file, refusing missing, empty and binary files by name."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"data file {path!r} does not exist")
-    if os.path.isdir(path):
+MAX_TEXT_BYTES = 512 << 20  # 512 MiB: ~4x WikiText-103's training text
+
+
+def _regular_file_size(path):
+    """The size of ``path``; DataError unless it is a regular file (a FIFO would block,
+    a device like /dev/zero never ends)."""
+    try:
+        mode = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"data file {path!r} does not exist") from None
+    except OSError as e:
+        raise DataError(f"data file {path!r} cannot be read: {e.strerror}") from None
+    if stat.S_ISDIR(mode.st_mode):
         raise DataError(f"data file {path!r} is a directory, expected a text file")
-    with open(path, "rb") as f:
-        raw = f.read()
+    if not stat.S_ISREG(mode.st_mode):
+        raise DataError(f"data file {path!r} is not a regular file (a FIFO, device or "
+                        f"socket), expected a text file")
+    return mode.st_size
+
+
+def read_text(path):
+    """Read a UTF-8 text file, refusing missing, special, empty, binary and oversized
+    (> 512 MiB) files by name; never reads more than the limit."""
+    path = os.fspath(path)
+    size = _regular_file_size(path)
+    too_big = DataError(f"data file {path!r} is larger than {MAX_TEXT_BYTES >> 20} MiB, "
+                        f"the most rnnkit reads into memory")
+    if size > MAX_TEXT_BYTES:
+        raise too_big
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TEXT_BYTES + 1)  # bounded even if the file grows
+    except OSError as e:
+        raise DataError(f"data file {path!r} cannot be read: {e.strerror}") from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise too_big
     if not raw.strip():
         raise DataError(f"data file {path!r} is empty")
     if b"\x00" in raw[:65536]:

@@ -189,18 +189,30 @@ _MODEL_SET = {"self", "input_size", "hidden_size", "num_layers", "batch_first", 
               "bidirectional", "device", "dtype", "options"}
 
 
-def layer_option_names(cell):
-    """The options ``model.options`` may pass to the ``cell`` layer (its constructor's
-    keyword arguments, minus those the models set)."""
+def layer_option_defaults(cell):
+    """``{option: default}`` that ``model.options`` may pass to the ``cell`` layer (its
+    constructor's keyword arguments, minus those the models set)."""
     import inspect
 
     from rnnkit.layers import LAYERS
 
-    names = set()
-    for cls in LAYERS[cell].__mro__:
+    defaults = {}
+    for cls in reversed(LAYERS[cell].__mro__):
         if "__init__" in vars(cls) and cls.__module__.startswith("rnnkit"):
-            names |= set(inspect.signature(vars(cls)["__init__"]).parameters)
-    return sorted(names - _MODEL_SET)
+            for name, parameter in inspect.signature(vars(cls)["__init__"]).parameters.items():
+                if name not in _MODEL_SET:
+                    defaults[name] = parameter.default
+    return defaults
+
+
+def _check_option_type(name, value, default):
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"config key model.options.{name}: must be true or false, "
+                          f"got {value!r}")
+    if isinstance(default, float) and (isinstance(value, bool)
+                                       or not isinstance(value, (int, float))):
+        raise ConfigError(f"config key model.options.{name}: must be a number, "
+                          f"got {value!r}")
 
 
 def check_layer_options(cell, options, hidden_size):
@@ -209,15 +221,27 @@ def check_layer_options(cell, options, hidden_size):
     memory, no data): a bad option fails before any data is read."""
     from rnnkit.layers import make_layer
 
-    known = layer_option_names(cell)
-    for name in options:
-        if name not in known:
+    defaults = layer_option_defaults(cell)
+    for name, value in options.items():
+        if name not in defaults:
             raise ConfigError(f"config key model.options.{name}: unknown option for "
-                              f"cell {cell!r}; known: {', '.join(known)}")
+                              f"cell {cell!r}; known: {', '.join(sorted(defaults))}")
+        if name == "proj_size" and value:
+            raise ConfigError(f"config key model.options.proj_size: the rnnkit models "
+                              f"read hidden_size outputs and do not support projections, "
+                              f"got {value!r}")
+        _check_option_type(name, value, defaults[name])
+        _build_meta_layer(f"model.options.{name}", cell, hidden_size, {name: value})
+    _build_meta_layer("model.options", cell, hidden_size, options)
+
+
+def _build_meta_layer(key, cell, hidden_size, options):
+    from rnnkit.layers import make_layer
+
     try:
         make_layer(cell, 1, hidden_size, device="meta", **options)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"config key model.options: {e}") from None
+        raise ConfigError(f"config key {key}: {e}") from None
 
 
 def _choice(key, value, allowed):

@@ -399,7 +399,13 @@ class Trainer:
         tensors, meta = load_checkpoint(path)
         self._check_kind(path, meta)
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(join_shared(weights, meta["aliases"]))
+        try:
+            self.model.load_state_dict(join_shared(weights, meta["aliases"]))
+        except RuntimeError as e:  # a 29-line size mismatch: name the checkpoint instead
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run's model "
+                                  f"(another model.* setting?): {lines[min(1, len(lines) - 1)]}"
+                                  ) from None
         return tensors, meta
 
     def resume(self, path):

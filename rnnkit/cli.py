@@ -1,9 +1,13 @@
 """The ``rnnkit`` command: ``train``, ``sample``, ``eval`` (and room for more).
 
 Subcommands live in the ``COMMANDS`` table; another module adds one with
-:func:`register` (``rnnkit bench``, ``rnnkit plot``). Bad input -- a missing, empty or
-binary data file, an unknown preset or config key, a checkpoint of another kind -- is
-a one-line error naming the thing, exit code 2, and nothing is written.
+:func:`register` (``rnnkit bench``, ``rnnkit plot``). Bad input -- a missing, empty,
+binary or special data file, an unknown preset or config key, a bad config value, an
+output path rnnkit must not write into, a checkpoint of another kind -- is a one-line
+error naming the thing, exit code 2, and nothing is written; anything else a user can
+cause that escapes (a torch or OS error) is one line too, its traceback shown only with
+``--debug`` or ``RNNKIT_DEBUG=1``. ``rnnkit train`` writes only into a new or empty
+directory or an rnnkit run of the same task (see :mod:`rnnkit.training.rundir`).
 """
 
 from __future__ import annotations
@@ -464,9 +468,16 @@ def _parse_overrides(extra):
     return overrides
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``rnnkit train: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="rnnkit", allow_abbrev=False,
-                                     description="Recurrent neural networks on PyTorch.")
+    parser = _Parser(prog="rnnkit", allow_abbrev=False,
+                     description="Recurrent neural networks on PyTorch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, allow_abbrev=False)
@@ -511,7 +522,10 @@ def main(argv=None):
     import os
 
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as e:  # --help (0) or a one-line argparse error (2)
+        return e.code
     if args.command is None:
         parser.print_help()
         return 2

@@ -438,3 +438,17 @@ def test_the_process_exits_2_with_one_line(tmp_path):
                                    "regular file (a FIFO, device or socket), expected a "
                                    "text file")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--epochs", "abc"], "rnnkit train: error: argument --epochs: invalid int"),
+    (["trian"], "rnnkit: error: argument COMMAND: invalid choice: 'trian'"),
+    (["sample", "--length", "1"], "rnnkit sample: error: the following arguments are "
+                                  "required: checkpoint"),
+])
+def test_argparse_errors_are_one_line_too(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message) and "usage:" not in err
+    assert os.listdir(tmp_path) == []

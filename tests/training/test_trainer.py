@@ -129,6 +129,17 @@ def test_resume_refuses_a_checkpoint_of_another_model_kind(tmp_path):
         other.resume(latest)
 
 
+def test_resume_into_a_model_of_another_size_names_the_checkpoint(tmp_path):
+    trainer = tiny_trainer(tmp_path, **{"train.epochs": "1"})
+    trainer.fit()
+    other = tiny_trainer(tmp_path, out="other", **{"model.hidden_size": "24"})
+    latest = CheckpointManager(tmp_path / "run" / "checkpoints").latest()
+    with pytest.raises(CheckpointError, match=r"does not fit this run's model \(another "
+                                              r"model.\* setting\?\): size mismatch") as info:
+        other.resume(latest)
+    assert str(latest) in str(info.value) and "\n" not in str(info.value)
+
+
 def test_detach_state_cuts_the_graph_and_keeps_the_structure():
     h = torch.ones(2, requires_grad=True) * 2
     state = detach_state((h, (h, h)))

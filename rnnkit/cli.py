@@ -158,6 +158,7 @@ def exit_code(summary):
 
 # settings that make a run what it is: a resume that gives another value is refused
 _RUN_IDENTITY = ("data.", "model.", "task.", "train.batch_size", "train.bptt", "train.seed")
+_DECODING = ("task.beam_size", "task.length_penalty", "task.max_length", "task.unknown")
 
 
 def prepare_run(out, config, resume, explicit, given, check_kind):
@@ -193,7 +194,7 @@ def _check_same_run(out, run_config, config, given):
     from rnnkit.training.config import get_key
 
     for key in sorted(given):
-        if not key.startswith(_RUN_IDENTITY):
+        if not key.startswith(_RUN_IDENTITY) or key in _DECODING:
             continue
         mine, theirs = get_key(config, key), get_key(run_config, key)
         if key in ("data.train", "data.valid", "data.test") and mine and theirs:

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from rnnkit.cells import CellSpec, get_activation
+from rnnkit.errors import DTypeError, ShapeError
 from rnnkit.kernels import dispatch
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "LAYERS", "make_layer"]
@@ -43,18 +44,29 @@ def _check_size(owner, name, value, minimum=1):
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
 
 
-def _check_rate(owner, name, value):
+def _check_rate(owner, name, value, closed=False):
+    """A probability in [0, 1) (or [0, 1] when ``closed``: torch.nn's dropout)."""
+    interval = "[0, 1]" if closed else "[0, 1)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a float in [0, 1), got {value!r}")
-    if not 0 <= value < 1:
-        raise ValueError(f"{owner}: {name} must be in [0, 1), got {value}")
+        raise TypeError(f"{owner}: {name} must be a float in {interval}, got {value!r}")
+    if not (0 <= value <= 1 if closed else 0 <= value < 1):
+        raise ValueError(f"{owner}: {name} must be in {interval}, got {value}")
+
+
+def _check_flag(owner, name, value):
+    """torch.nn raises TypeError for a non-bool ``bias`` or ``batch_first`` (bias=0 would
+    otherwise quietly build a layer without bias, batch_first="False" run batch first)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a bool, got {type(value).__name__} "
+                        f"{value!r}")
 
 
 def _make_spec(owner, family, input_size, hidden_size, bias, *, activation, proj_size,
-               forget_bias, peephole, layer_norm, reset_after) -> CellSpec:
-    """Validate the equation options for one family and build its CellSpec."""
-    _check_size(owner, "input_size", input_size)
-    _check_size(owner, "hidden_size", hidden_size)
+               forget_bias, peephole, layer_norm, reset_after, minimum=1) -> CellSpec:
+    """Validate the equation options for one family and build its CellSpec (sizes of at
+    least ``minimum``: torch.nn's layers need 1, its cells accept 0)."""
+    _check_size(owner, "input_size", input_size, minimum)
+    _check_size(owner, "hidden_size", hidden_size, minimum)
     _check_size(owner, "proj_size", proj_size, minimum=0)
     lstm_options = {"forget_bias": forget_bias, "peephole": peephole,
                     "layer_norm": layer_norm, "proj_size": proj_size}
@@ -67,7 +79,7 @@ def _make_spec(owner, family, input_size, hidden_size, bias, *, activation, proj
                          f"got activation={activation!r}")
     if family != "gru" and reset_after is not True:
         raise ValueError(f"{owner}: reset_after is a GRU option, got reset_after={reset_after!r}")
-    if proj_size >= hidden_size:
+    if proj_size > 0 and proj_size >= hidden_size:
         raise ValueError(f"{owner}: proj_size must be smaller than hidden_size={hidden_size}, "
                          f"got {proj_size}")
     if forget_bias != 0 and not bias:
@@ -83,7 +95,7 @@ def _init_cell_parameters(module, names, spec, forget_bias):
 
     ``names`` maps cell parameter names to the module's attribute names.
     """
-    bound = 1.0 / math.sqrt(spec.hidden_size)
+    bound = 1.0 / math.sqrt(spec.hidden_size) if spec.hidden_size > 0 else 0.0
     with torch.no_grad():
         for base, attribute in names.items():
             param = getattr(module, attribute)
@@ -96,26 +108,32 @@ def _init_cell_parameters(module, names, spec, forget_bias):
                 param[H:2 * H] += forget_bias  # gate order i|f|g|o
 
 
-def _check_input(owner, input, input_size):
+def _check_input(owner, input, input_size, weight):
     if not torch.is_tensor(input):
         raise TypeError(f"{owner}: input must be a Tensor or PackedSequence, "
                         f"got {type(input).__name__}")
-    if not input.is_floating_point():
-        raise TypeError(f"{owner}: input must be a floating-point tensor, got {input.dtype}")
+    if input.dim() == 0:
+        raise ValueError(f"{owner}: input must have at least one dimension, got a scalar")
     if input.size(-1) != input_size:
-        raise ValueError(f"{owner}: input.size(-1) must equal input_size={input_size}, "
+        raise ShapeError(f"{owner}: input.size(-1) must equal input_size={input_size}, "
                          f"got {input.size(-1)}")
+    if not input.is_floating_point():
+        raise DTypeError(f"{owner}: input must be a floating-point tensor, got {input.dtype}")
+    if input.dtype != weight.dtype:
+        raise DTypeError(f"{owner}: input dtype ({input.dtype}) must match the weights' "
+                         f"dtype ({weight.dtype}); convert the input with "
+                         f"input.to({weight.dtype}) or the model with model.to({input.dtype})")
 
 
 def _check_state(owner, name, value, shape, like):
     if not torch.is_tensor(value):
         raise TypeError(f"{owner}: {name} must be a Tensor, got {type(value).__name__}")
     if value.shape != tuple(shape):
-        raise ValueError(f"{owner}: {name} must have shape {tuple(shape)}, "
+        raise ShapeError(f"{owner}: {name} must have shape {tuple(shape)}, "
                          f"got {tuple(value.shape)}")
     if value.dtype != like.dtype:
-        raise TypeError(f"{owner}: {name} must have dtype {like.dtype} like the input, "
-                        f"got {value.dtype}")
+        raise DTypeError(f"{owner}: {name} must have dtype {like.dtype} like the input, "
+                         f"got {value.dtype}")
     if not (value.is_cpu and like.is_cpu) and value.device != like.device:
         raise ValueError(f"{owner}: {name} must be on device {like.device} like the input, "
                          f"got {value.device}")
@@ -158,7 +176,10 @@ class RNNBase(nn.Module):
         super().__init__()
         owner = type(self).__name__
         _check_size(owner, "num_layers", num_layers)
-        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout),
+        _check_flag(owner, "bias", bias)
+        _check_flag(owner, "batch_first", batch_first)
+        _check_rate(owner, "dropout", dropout, closed=True)
+        for name, rate in (("recurrent_dropout", recurrent_dropout),
                            ("weight_drop", weight_drop), ("zoneout", zoneout)):
             _check_rate(owner, name, rate)
         if dropout > 0 and num_layers == 1:
@@ -224,7 +245,7 @@ class RNNBase(nn.Module):
             batched = True
         else:
             packed = None
-            _check_input(owner, input, self.input_size)
+            _check_input(owner, input, self.input_size, self._first_weight())
             if input.dim() not in (2, 3):
                 raise ValueError(f"{owner}: input must be 2-D (unbatched) or 3-D (batched), "
                                  f"got {input.dim()}-D with shape {tuple(input.shape)}")
@@ -232,7 +253,10 @@ class RNNBase(nn.Module):
             x = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
                 x = x.transpose(0, 1)
-        _check_input(owner, x, self.input_size)
+        _check_input(owner, x, self.input_size, self._first_weight())
+        if x.size(0) == 0:
+            raise RuntimeError(f"{owner}: expected sequence length to be larger than 0, got "
+                               f"input of shape {tuple(input.shape)}")
         state0 = self._initial_state(hx, x, batched)
         output, state = self._run_layers(x, state0, lengths)
         if packed is not None:
@@ -277,6 +301,27 @@ class RNNBase(nn.Module):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         final_state = tuple(torch.stack(parts) for parts in zip(*finals))
         return layer_input, final_state
+
+    def _first_weight(self):
+        """weight_ih_l0 (the dtype the input must have), parametrized or not."""
+        return getattr(self, self._param_names[0]["weight_ih"])
+
+    @property
+    def _flat_weights_names(self):
+        """Parameter names in torch.nn's order: per layer and direction, the cell's."""
+        return [attr for names in self._param_names for attr in names.values()]
+
+    @property
+    def _flat_weights(self):
+        """The parameters in ``_flat_weights_names`` order (read each time, so a
+        parametrized or replaced weight is the current one)."""
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self):
+        """Per layer and direction, the list of its parameters, as torch.nn's."""
+        return [[getattr(self, attr) for attr in names.values()]
+                for names in self._param_names]
 
     def _cell_params(self, index):
         params = _module_params(self, self._param_names[index])
@@ -432,7 +477,7 @@ class _CellBase(nn.Module):
         self._spec = _make_spec(owner, self.family, input_size, hidden_size, bias,
                                 activation=activation, proj_size=0, forget_bias=forget_bias,
                                 peephole=peephole, layer_norm=layer_norm,
-                                reset_after=reset_after)
+                                reset_after=reset_after, minimum=0)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.forget_bias = forget_bias
         for name, shape in self._spec.param_shapes().items():
@@ -452,7 +497,7 @@ class _CellBase(nn.Module):
             if state is not None:
                 return state if self.family == "lstm" else state[0]
         owner = type(self).__name__
-        _check_input(owner, input, self.input_size)
+        _check_input(owner, input, self.input_size, self._first_weight())
         if input.dim() not in (1, 2):
             raise ValueError(f"{owner}: input must be 1-D (unbatched) or 2-D (batched), "
                              f"got {input.dim()}-D with shape {tuple(input.shape)}")
@@ -496,6 +541,9 @@ class _CellBase(nn.Module):
         except KeyError:  # a parametrized or replaced weight: the general path reads it
             return None
         return step(self._spec, x, tuple(states), param_list)
+
+    def _first_weight(self):
+        return getattr(self, self._names["weight_ih"])
 
     def _initial_state(self, hx, x, batched):
         sizes = self._state_sizes

@@ -43,15 +43,45 @@ class Activation:
     fn: Callable[[torch.Tensor], torch.Tensor]
     derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+    def __reduce_ex__(self, protocol):
+        # a built-in comes back as the very ACTIVATIONS entry (the fused kernel knows those
+        # by identity), not as an equal copy
+        if ACTIVATIONS.get(self.name) is self:
+            return get_activation, (self.name,)
+        return object.__reduce_ex__(self, protocol)
 
-ACTIVATIONS = {
+
+def _tanh_derivative(a, y):
     # tanh'(a) = 1 - tanh(a)^2
-    "tanh": Activation("tanh", torch.tanh, lambda a, y: 1 - y * y),
+    return 1 - y * y
+
+
+def _relu_derivative(a, y):
     # relu'(a) = 1 if a > 0 else 0
-    "relu": Activation("relu", torch.relu, lambda a, y: (a > 0).to(a.dtype)),
+    return (a > 0).to(a.dtype)
+
+
+def _sigmoid_derivative(a, y):
     # sigmoid'(a) = s(a) (1 - s(a))
-    "sigmoid": Activation("sigmoid", torch.sigmoid, lambda a, y: y * (1 - y)),
+    return y * (1 - y)
+
+
+# module-level functions, not lambdas: a layer holding them pickles (torch.save(model))
+ACTIVATIONS = {
+    "tanh": Activation("tanh", torch.tanh, _tanh_derivative),
+    "relu": Activation("relu", torch.relu, _relu_derivative),
+    "sigmoid": Activation("sigmoid", torch.sigmoid, _sigmoid_derivative),
 }
+
+
+@dataclass(frozen=True)
+class _PreActivationDerivative:
+    """A user's ``derivative(a)`` as ``derivative(a, y)``; picklable when it is."""
+
+    derivative: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, a, y):
+        return self.derivative(a)
 
 
 def get_activation(activation, owner: str = "RNN") -> Activation:
@@ -71,10 +101,14 @@ def get_activation(activation, owner: str = "RNN") -> Activation:
             and all(callable(f) for f in activation)):
         fn, derivative = activation
         name = getattr(fn, "__name__", "custom")
-        return Activation(name, fn, lambda a, y: derivative(a))
+        return Activation(name, fn, _PreActivationDerivative(derivative))
     raise ValueError(
         f"{owner}: activation must be one of {sorted(ACTIVATIONS)} or a "
         f"(function, derivative) pair, got {activation!r}")
+
+
+def _default_activation():
+    return ACTIVATIONS["tanh"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +131,7 @@ class CellSpec:
     input_size: int
     hidden_size: int
     bias: bool = True
-    activation: Activation = field(default_factory=lambda: ACTIVATIONS["tanh"])
+    activation: Activation = field(default_factory=_default_activation)
     proj_size: int = 0
     peephole: bool = False
     layer_norm: bool = False

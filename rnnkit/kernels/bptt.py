@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from rnnkit.kernels import recompute
 from rnnkit.kernels.common import carry, keep_at, keep_coefficients, length_mask, time_order
 
 __all__ = ["run", "BPTTFunction"]
@@ -41,16 +42,22 @@ class BPTTFunction(torch.autograd.Function):
             outputs[t] = state[0] if mask is None else state[0] * mask[t]
         ctx.spec, ctx.reverse, ctx.caches = spec, reverse, caches
         ctx.mask, ctx.keeps = mask, keeps
-        ctx.save_for_backward(x, *tensors[state_count:])
+        ctx.sequence = (reverse, lengths, h_mask, zoneout)
+        ctx.save_for_backward(x, *tensors)
         # the caches hold the last step's state: returning those very tensors would make a
         # cycle (output -> grad_fn -> ctx -> caches -> output) that leaks every graph
         return (outputs, *(s.clone() for s in state))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, d_outputs, *d_final):
         spec, caches, mask, keeps = ctx.spec, ctx.caches, ctx.mask, ctx.keeps
-        x, *param_tensors = ctx.saved_tensors
+        if recompute.graph_needed((d_outputs, *d_final)):  # create_graph=True or vmap: a differentiable backward
+            d_inputs = recompute.recompute_backward(spec, ctx.sequence, ctx.saved_tensors,
+                                                    (d_outputs, *d_final),
+                                                    ctx.needs_input_grad[5:])
+            return (None, None, None, None, None, *d_inputs)
+        x, *tensors = ctx.saved_tensors
+        param_tensors = tensors[len(spec.state_sizes):]
         params = dict(zip(spec.param_names(), param_tensors))
         seq_len, batch = x.size(0), x.size(1)
         d_state = [torch.zeros(batch, size, dtype=x.dtype, device=x.device)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["time_order", "length_mask", "keep_coefficients", "keep_at", "carry"]
+__all__ = ["time_order", "length_mask", "keep_coefficients", "keep_at", "carry",
+           "check_sequence_length", "reference_only"]
 
 
 def time_order(seq_len: int, reverse: bool):
@@ -56,3 +57,19 @@ def keep_at(keeps, t):
     if keeps is None:
         return None
     return tuple(k[t] if torch.is_tensor(k) and k.dim() == 3 else k for k in keeps)
+
+
+def check_sequence_length(x):
+    """A sequence of length 0 has no final state: RuntimeError, as torch.nn's layers."""
+    if x.size(0) == 0:
+        raise RuntimeError(f"rnnkit: expected sequence length to be larger than 0, got input "
+                           f"of shape {tuple(x.shape)} (T, B, H_in)")
+
+
+def reference_only(spec, x) -> bool:
+    """Whether only the reference kernel may run this call: an empty batch or input width
+    or a cell of hidden size 0 (torch.nn returns empty results; the fused loops would
+    split zero work), or a functorch transform (vmap, grad) is active (the reference is
+    plain torch ops, which the transforms compose with)."""
+    return (x.numel() == 0 or spec.hidden_size == 0
+            or torch._C._are_functorch_transforms_active())

@@ -12,6 +12,7 @@ import warnings
 import torch
 
 from rnnkit.kernels import bptt, reference
+from rnnkit.kernels.common import check_sequence_length, reference_only
 
 __all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel", "fused_run", "fused_step"]
 
@@ -104,18 +105,23 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         zoneout: optional tuple, one tensor per state, broadcastable to (T, B, S):
             0/1 masks in training, the zoneout rate in evaluation.
         kernel: force a kernel by name (otherwise RNNKIT_KERNEL, then the fastest).
+            Empty batches, hidden size 0 and calls under a functorch transform (vmap)
+            always run on ``reference``; T = 0 raises RuntimeError as torch.nn does.
 
     Returns:
         ``(outputs, final_state)``: outputs (T, B, H_out) and a tuple like ``state0``.
     """
     if kernel is None:
         fused = fused_run(x)
-        if fused is not None:  # the common case, kept cheap
+        if fused is not None:  # the common case, kept cheap (cpu.run does the checks below)
             return fused(spec, x, tuple(state0), params, reverse=reverse, lengths=lengths,
                          h_mask=h_mask, zoneout=zoneout)
+    check_sequence_length(x)
     name = choose_kernel(x, kernel)
     impl = {"reference": reference.run, "bptt": bptt.run}.get(name)
-    if impl is None:
+    if reference_only(spec, x):
+        impl = reference.run
+    elif impl is None:
         impl = cpu_kernel().run
     return impl(spec, x, tuple(state0), params, reverse=reverse, lengths=lengths,
                 h_mask=h_mask, zoneout=zoneout)

@@ -381,7 +381,7 @@ def test_unavailable_extension_in_fresh_process(env, tmp_path):
     assert "kernel: bptt warnings: 1" in result.stdout
 
 
-# --- The packed-weight cache: decoding steps reuse packed weights until they change. ---
+# --- Weights are read at every call: no cache can go stale. ---
 
 def _cell_reference(cell, x, state):
     """One step of ``cell`` on the reference kernel with its current parameters."""
@@ -399,7 +399,10 @@ def _cell_reference(cell, x, state):
     lambda: rnnkit.RNNCell(5, 7, dtype=torch.float64)], ids=["lstm", "lstm-all", "gru",
                                                              "gru-reset-before", "rnn"])
 @pytest.mark.parametrize("batch", [1, 20])
-def test_packed_cache_follows_parameter_updates(make, batch, monkeypatch):
+def test_every_weight_update_is_seen_by_the_next_step(make, batch, monkeypatch):
+    """Nothing is cached across calls: an optimizer step, in-place updates, load_state_dict,
+    a new tensor behind a parameter and writes through ``.data`` (invisible to
+    ``_version``: EMA averaging, weight surgery) all reach the next step."""
     monkeypatch.delenv("RNNKIT_KERNEL", raising=False)
     torch.manual_seed(0)
     cell = make()
@@ -415,11 +418,6 @@ def test_packed_cache_follows_parameter_updates(make, batch, monkeypatch):
             torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
 
     check()
-    packs = cpu._PACKED[id(cell.weight_hh)][3]
-    first = dict(packs)
-    check()  # unchanged weights: the very same packed tensors are used again
-    assert all(packs[k] is v for k, v in first.items())
-    # an optimizer step (in place, under no_grad) bumps _version: the next call repacks
     optimizer = torch.optim.SGD(cell.parameters(), lr=0.5)
     with torch.enable_grad():
         out = cell(x, state)
@@ -434,9 +432,8 @@ def test_packed_cache_follows_parameter_updates(make, batch, monkeypatch):
     check()
     cell.weight_hh.data = cell.weight_hh.data * 2  # a new tensor behind the parameter
     check()
-    with torch.no_grad():
-        cell.weight_hh.data.mul_(3)  # invisible to _version: documented, needs a clear
-    cpu.clear_packed_cache()
+    cell.weight_hh.data.mul_(3)  # invisible to _version
+    cell.weight_ih.data.copy_(torch.randn_like(cell.weight_ih))
     check()
 
 
@@ -494,11 +491,35 @@ def test_gradients_when_some_outputs_get_none(family, loss_on):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_double_backward_raises_instead_of_returning_wrong_values():
-    spec = CellSpec("gru", 3, 4)
+@pytest.mark.parametrize("family", ["lstm", "gru", "rnn"])
+def test_double_backward_matches_the_reference(family):
+    """create_graph=True: the gradient has a graph, and the second derivative is the
+    reference's (it used to come back without a graph: zero second derivatives)."""
+    spec = CellSpec(family, 3, 4)
     params = random_params(spec)
     x, state0 = random_inputs(spec, 3, 2)
-    outputs, _ = cpu.run(spec, x, state0, params)
-    (g,) = torch.autograd.grad(outputs.square().sum(), [x], create_graph=True)
-    with pytest.raises(RuntimeError):
-        torch.autograd.grad(g.sum(), [params["weight_hh"]])
+    results = []
+    for kernel in (cpu.run, bptt.run, reference.run):
+        outputs, state = kernel(spec, x, state0, params, lengths=torch.tensor([3, 2]))
+        loss = outputs.square().sum() + state[-1].sum()
+        (g,) = torch.autograd.grad(loss, [x], create_graph=True)
+        results.append(torch.autograd.grad(g.square().sum(), [x, *state0, *params.values()]))
+    for got in results[:2]:
+        for a, b in zip(got, results[2]):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", ["cpu", "bptt"])
+def test_gradgradcheck_and_batched_gradcheck(kernel):
+    spec = CellSpec("lstm", 2, 3, peephole=True)
+    params = random_params(spec)
+    x, state0 = random_inputs(spec, 3, 2)
+    run = cpu.run if kernel == "cpu" else bptt.run
+
+    def f(x, h0, c0, *weights):
+        outputs, (h_n, c_n) = run(spec, x, (h0, c0), dict(zip(spec.param_names(), weights)))
+        return outputs, c_n
+
+    inputs = (x, *state0, *params.values())
+    assert torch.autograd.gradcheck(f, inputs, check_batched_grad=True)
+    assert torch.autograd.gradgradcheck(f, inputs)

@@ -12,7 +12,7 @@ from rnnkit.data.seq import pack_padded_sequence
     (dict(input_size=3, hidden_size=4.5), TypeError, r"LSTM: hidden_size must be an int"),
     (dict(input_size=3, hidden_size=4, num_layers=0), ValueError, r"num_layers must be >= 1"),
     (dict(input_size=3, hidden_size=4, dropout=1.5), ValueError,
-     r"LSTM: dropout must be in \[0, 1\), got 1.5"),
+     r"LSTM: dropout must be in \[0, 1\], got 1.5"),
     (dict(input_size=3, hidden_size=4, zoneout=1.0), ValueError, r"zoneout must be in \[0, 1\)"),
     (dict(input_size=3, hidden_size=4, recurrent_dropout=-0.1), ValueError,
      r"recurrent_dropout must be in \[0, 1\), got -0.1"),

@@ -21,7 +21,9 @@ Under torch.compile the ops and their registered autograd formula run, as opchec
 
 ``run`` has the semantics of :func:`rnnkit.kernels.bptt.run`. A cell with a user-given
 ``(function, derivative)`` activation cannot run in C++; ``run`` hands it to the bptt
-kernel. Environment: ``RNNKIT_CPU_DISABLE=1`` makes the kernel unavailable (dispatch
+kernel. Empty inputs, hidden size 0 and calls under functorch transforms (vmap) run on
+the reference kernel; a backward asked to build a graph (create_graph=True, vmap over
+gradients) re-runs the sequence there too (:mod:`rnnkit.kernels.recompute`). Environment: ``RNNKIT_CPU_DISABLE=1`` makes the kernel unavailable (dispatch
 then warns once and uses bptt); ``RNNKIT_CACHE`` moves the build cache
 (default ``~/.cache/rnnkit``).
 """
@@ -34,16 +36,15 @@ import importlib.util
 import os
 import pathlib
 import platform
-import weakref
 
 import torch
 
 from rnnkit.cells.base import ACTIVATIONS
-from rnnkit.kernels import bptt
-from rnnkit.kernels.common import keep_coefficients, length_mask
+from rnnkit.kernels import bptt, recompute, reference
+from rnnkit.kernels.common import (check_sequence_length, keep_coefficients, length_mask,
+                                   reference_only)
 
-__all__ = ["unavailable_reason", "supports", "run", "load", "build_directory",
-           "clear_packed_cache"]
+__all__ = ["unavailable_reason", "supports", "run", "step", "load", "build_directory"]
 
 _HERE = pathlib.Path(__file__).resolve().parent
 _SOURCES = ("ops.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp")
@@ -140,107 +141,33 @@ def supports(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
-# --- Packed weights, cached across calls. ---
+# --- Packed weights. ---
 #
-# Every product with a weight runs on a copy packed into column panels
-# (``rnnkit::pack_weight``). A sequence packs once and reuses it for all of its steps; a
-# decoding step (T = 1) would pack for one product, so packed weights are cached per
-# parameter tensor, keyed on its identity, ``_version`` and data pointer: any in-place
-# update through autograd-visible ops (an optimizer step, ``load_state_dict``, ``copy_``
-# under no_grad, ``nn.init``) bumps ``_version`` and the next call repacks. Writes through
-# ``.data`` are invisible to ``_version``: after them call :func:`clear_packed_cache`.
-# The cache is used for leaf tensors (parameters) when the pack pays off: always without
-# gradients, and for single steps with them (a sequence packs once per call anyway, and a
-# training step changes the weights every time).
-
-_PACKED = {}  # id(weight) -> [weakref, _version, data_ptr, {(transpose, start, stop): packed}]
-
-
-def clear_packed_cache():
-    """Forget every cached packed weight (needed only after writes through ``.data``)."""
-    _PACKED.clear()
-    _FORWARD_PACKS.clear()
-
-
-def _forget(key, ref):
-    entry = _PACKED.get(key)
-    if entry is not None and entry[0] is ref:
-        del _PACKED[key]
-
-
-def _packed(weight, transpose, start=None, stop=None):
-    """``pack_weight(weight[start:stop], transpose)``, cached while the weight is unchanged."""
-    key = id(weight)
-    entry = _PACKED.get(key)
-    version, pointer = weight._version, weight.data_ptr()
-    if entry is None or entry[0]() is not weight or entry[1] != version or entry[2] != pointer:
-        entry = [weakref.ref(weight, functools.partial(_forget, key)), version, pointer, {}]
-        _PACKED[key] = entry
-    packs = entry[3]
-    slot = (transpose, start, stop)
-    packed = packs.get(slot)
-    if packed is None:
-        with torch.no_grad():
-            w = weight.detach()
-            if start is not None:
-                w = w[start:stop]
-            packed = _OPS["pack_weight"](w, transpose)
-        packs[slot] = packed
-    return packed
+# Every product with a weight of a sequence (T > 1, or a batch of at least 16 rows) runs on
+# a copy packed into column panels, made inside the kernel once per call and reused by all
+# of its steps. A decoding step (T = 1, a few rows) reads the weights in place. Nothing is
+# cached across calls: a cache keyed on a parameter's identity and ``_version`` misses
+# writes through ``.data`` (EMA averaging, weight surgery, gradcheck), which torch.nn's
+# modules see, and checking the contents costs as much as packing them again.
+# The ops still take ``packed`` (pack_weight results): ``_packed_list`` builds them.
 
 
 def _packed_list(spec, params, backward):
     """The packed weights of one op call, in the order the C++ op takes them."""
-    w_ih, w_hh = params[0], params[1]
+    pack = _OPS["pack_weight"]
+    w_ih, w_hh = params[0].detach(), params[1].detach()
     transpose = not backward
-    first = [_packed(w_hh, False), _packed(w_ih, False)] if backward else \
-        [_packed(w_ih, True), _packed(w_hh, True)]
+    first = [pack(w_hh, False), pack(w_ih, False)] if backward else \
+        [pack(w_ih, True), pack(w_hh, True)]
     if spec.family == "lstm":
         if spec.proj_size > 0:
-            first.append(_packed(params[4 if spec.bias else 2], transpose))
+            first.append(pack(params[4 if spec.bias else 2].detach(), transpose))
         return first
     if spec.family == "gru" and not spec.reset_after:
         H = w_hh.size(1)
-        first[0 if backward else 1] = _packed(w_hh, transpose, 0, 2 * H)
-        first.append(_packed(w_hh, transpose, 2 * H, 3 * H))
+        first[0 if backward else 1] = pack(w_hh[:2 * H], transpose)
+        first.append(pack(w_hh[2 * H:], transpose))
     return first
-
-
-_FORWARD_PACKS = {}  # (family, reset_after, ids of the weights) -> (refs, versions, pointers, packs)
-
-
-def _cached_forward_packs(spec, params):
-    """_packed_list(spec, params) for a forward call, [] unless every parameter is a leaf;
-    one check of the packed weights' versions instead of one lookup per weight."""
-    weights = params[:2] if spec.family != "lstm" or spec.proj_size == 0 else \
-        (params[0], params[1], params[4 if spec.bias else 2])
-    key = (spec.family, spec.reset_after, *map(id, weights))
-    entry = _FORWARD_PACKS.get(key)
-    if entry is not None:  # (a plain loop: the generator version cost 3 us per step)
-        for ref, w, version, pointer in zip(entry[0], weights, entry[1], entry[2]):
-            if ref() is not w or w._version != version or w.data_ptr() != pointer:
-                break
-        else:
-            return entry[3]
-    for p in params:
-        if not p.is_leaf:
-            return []
-    packs = _packed_list(spec, params, backward=False)
-    forget = functools.partial(_forget_forward_packs, key)
-    _FORWARD_PACKS[key] = (tuple(weakref.ref(w, forget) for w in weights),
-                           tuple(w._version for w in weights),
-                           tuple(w.data_ptr() for w in weights), packs)
-    return packs
-
-
-def _forget_forward_packs(key, ref):
-    entry = _FORWARD_PACKS.get(key)
-    if entry is not None and any(r is ref for r in entry[0]):
-        del _FORWARD_PACKS[key]
-
-
-def _cacheable(params):
-    return all(p.is_leaf for p in params) and not torch.compiler.is_compiling()
 
 
 _SPEC_INFO = {}  # id(spec) -> (spec, info): what run needs of a spec, computed once
@@ -290,6 +217,10 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     Same arguments and results as :func:`rnnkit.kernels.bptt.run`; a user-given
     activation (not tanh/relu/sigmoid by name) is run by the bptt kernel instead.
     """
+    check_sequence_length(x)
+    if reference_only(spec, x):
+        return reference.run(spec, x, state0, params, reverse=reverse, lengths=lengths,
+                             h_mask=h_mask, zoneout=zoneout)
     info = _spec_info(spec)
     if info is None:
         return bptt.run(spec, x, state0, params, reverse=reverse, lengths=lengths,
@@ -301,14 +232,13 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
     param_list = [params[name] for name in names]
     mask = None
     keeps = (None,) * state_count
+    h_mask_in = h_mask
     if lengths is not None or zoneout is not None or h_mask is not None:
         mask, keeps, h_mask = _sequence_tensors(spec, x, lengths, h_mask, zoneout)
     save = torch.is_grad_enabled() and (
         x.requires_grad or any(t.requires_grad for t in state0)
         or any(t.requires_grad for t in param_list))
     packed = []
-    if (not save or x.size(0) == 1) and not compiling:
-        packed = _cached_forward_packs(spec, param_list)
     if not compiling and _EXT and type(x) is torch.Tensor and not _tracing():
         # no tracing: the library's plain entry points (no argument boxing, and for
         # gradients an autograd.Function instead of torch.library's Python wrapper)
@@ -316,7 +246,9 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
         args = (x, state0[0], state0[1] if lstm else None, param_list, packed, mask, keeps[0],
                 keeps[1] if lstm else None, h_mask, reverse)
         if save:
-            outputs, h_n, c_n = _Fused.apply(nograd_flags, args, *args[:3], *param_list)
+            outputs, h_n, c_n = _Fused.apply(spec, nograd_flags, args,
+                                             (reverse, lengths, h_mask_in, zoneout),
+                                             *args[:3], *param_list)
         else:
             code, bias, a, b, n = nograd_flags
             outputs, h_n, c_n, _ = _EXT["forward"](code, *args, False, bias, a, b, n)
@@ -339,46 +271,54 @@ def step(spec, x, states, param_list):
     and :func:`run` must be used. The caller has checked shapes, dtypes and devices and
     that no gradient is needed (``LSTMCell`` and friends under ``torch.no_grad``)."""
     info = _spec_info(spec)
-    if info is None or "step" not in _EXT or _tracing():
+    if info is None or "step" not in _EXT or _tracing() or x.numel() == 0 \
+            or spec.hidden_size == 0:
         return None
     code, bias, a, b, n = info[4]
     h, c = _EXT["step"](code, x, states[0], states[1] if info[3] == 2 else None, param_list,
-                        _cached_forward_packs(spec, param_list), bias, a, b, n)
+                        [], bias, a, b, n)
     return (h, c) if info[3] == 2 else (h,)
 
 
 class _Fused(torch.autograd.Function):
     """The fused forward and backward outside torch.compile (inside it, the custom ops'
     registered autograd formula runs instead): the same kernels, through the library's
-    entry points."""
+    entry points. A backward that must build a graph (create_graph=True, vmap) goes
+    through :mod:`rnnkit.kernels.recompute` instead."""
 
     @staticmethod
-    def forward(ctx, flags, args, x, h0, c0, *params):
+    def forward(ctx, spec, flags, args, sequence, x, h0, c0, *params):
         code, bias, a, b, n = flags
         outputs, h_n, c_n, saved = _EXT["forward"](code, *args, True, bias, a, b, n)
+        ctx.spec, ctx.sequence = spec, sequence  # (reverse, lengths, h_mask, zoneout)
         ctx.flags, ctx.options = flags, args[5:]  # mask, keep_h, keep_c, h_mask, reverse
-        ctx.packed_count = len(args[4])
         ctx.param_count = len(params)
-        ctx.save_for_backward(x, h0, outputs, *params, *saved)
+        ctx.save_for_backward(x, h0, c0, outputs, *params, *saved)
         ctx.set_materialize_grads(False)
         if c_n is None:
             return outputs, h_n, None
         return outputs, h_n, c_n
 
     @staticmethod
-    @torch.autograd.function.once_differentiable  # (double backward raises, as with the ops)
     def backward(ctx, d_output, d_h_n, d_c_n):
-        x, h0, outputs, *rest = ctx.saved_tensors
+        x, h0, c0, outputs, *rest = ctx.saved_tensors
         params, saved = rest[:ctx.param_count], rest[ctx.param_count:]
+        lstm = c0 is not None
+        if recompute.graph_needed((d_output, d_h_n, d_c_n)):
+            states, grads = ((h0, c0), (d_h_n, d_c_n)) if lstm else ((h0,), (d_h_n,))
+            needs = ctx.needs_input_grad[4:4 + 1 + len(states)] + \
+                ctx.needs_input_grad[7:7 + len(params)]
+            d_inputs = recompute.recompute_backward(
+                ctx.spec, ctx.sequence, (x, *states, *params), (d_output, *grads), needs)
+            d_x, d_states, d_params = d_inputs[0], d_inputs[1:1 + len(states)], \
+                d_inputs[1 + len(states):]
+            return (None, None, None, None, d_x, d_states[0],
+                    d_states[1] if lstm else None, *d_params)
         code, bias, a, b, n = ctx.flags
-        packed = []
-        if ctx.packed_count and _cacheable(params):
-            packed = _packed_list(_Flags(("lstm", "gru", "rnn")[code], bias, proj_size=n,
-                                         reset_after=a), params, backward=True)
         d_x, d_h0, d_c0, d_params = _EXT["backward"](
-            code, d_output, d_h_n, d_c_n, x, h0, outputs, params, packed, saved, *ctx.options,
+            code, d_output, d_h_n, d_c_n, x, h0, outputs, params, [], saved, *ctx.options,
             bias, a, b, n)
-        return (None, None, d_x, d_h0, d_c0, *d_params)
+        return (None, None, None, None, d_x, d_h0, d_c0, *d_params)
 
 
 def _sequence_tensors(spec, x, lengths, h_mask, zoneout):
@@ -459,7 +399,7 @@ def _setup_context(state_count):
     """setup_context for a forward op whose inputs start (x, *state0, params, packed, ...)."""
     def setup_context(ctx, inputs, output):
         x, params = inputs[0], inputs[1 + state_count]
-        ctx.packed_count = len(inputs[2 + state_count])  # > 0: packed weights from the cache
+        ctx.packed_count = len(inputs[2 + state_count])  # packed weights given to the forward
         ctx.options = inputs[3 + state_count:]  # mask, keeps, h_mask, reverse, save, flags
         ctx.param_count = len(params)
         ctx.save_for_backward(x, inputs[1], output[0], *params, *output[-1])
@@ -467,8 +407,9 @@ def _setup_context(state_count):
     return setup_context
 
 
-def _backward(op_name, state_count, spec_of):
-    """Autograd formula: call the backward op with the forward's saved tensors."""
+def _backward(op_name, state_count):
+    """Autograd formula: call the backward op with the forward's saved tensors (which
+    packs its own weights)."""
     def backward(ctx, d_output, *grads):
         d_states = grads[:state_count]
         x, h0, output, *rest = ctx.saved_tensors
@@ -478,12 +419,9 @@ def _backward(op_name, state_count, spec_of):
         if not save:
             raise RuntimeError(f"rnnkit.{op_name}: backward called but the forward ran with "
                                "save=False")
-        packed = []
-        if ctx.packed_count and _cacheable(params):
-            packed = _packed_list(spec_of(flags), params, backward=True)
         op = getattr(torch.ops.rnnkit, op_name.replace("forward", "backward")).default
         d_x, *d_state0, d_params = op(d_output, *d_states, x, h0, output, list(params),
-                                      packed, list(saved), *tensors_opts, reverse, *flags)
+                                      [], list(saved), *tensors_opts, reverse, *flags)
         return (d_x, *d_state0, list(d_params), [None] * ctx.packed_count,
                 *([None] * len(ctx.options)))
     return backward
@@ -492,19 +430,6 @@ def _backward(op_name, state_count, spec_of):
 _FLAG_COUNT = {"lstm_forward": 4, "gru_forward": 2, "rnn_forward": 2}
 
 
-class _Flags:
-    """The parts of a CellSpec that _packed_list reads, rebuilt from an op's flags."""
-
-    def __init__(self, family, bias, proj_size=0, reset_after=True):
-        self.family, self.bias = family, bias
-        self.proj_size, self.reset_after = proj_size, reset_after
-
-
-_SPEC_OF = {
-    "lstm_forward": lambda flags: _Flags("lstm", flags[0], proj_size=flags[3]),
-    "gru_forward": lambda flags: _Flags("gru", flags[0], reset_after=flags[1]),
-    "rnn_forward": lambda flags: _Flags("rnn", flags[0]),
-}
 _OPS = {}
 _EXT = {}  # "forward", "backward": the library's Python entry points, when they loaded
 _FAMILY_CODES = {"lstm": 0, "gru": 1, "rnn": 2}
@@ -523,7 +448,7 @@ def _register_python_side():
         torch.library.register_fake(f"rnnkit::{name}", fake)
     for name, state_count in (("lstm_forward", 2), ("gru_forward", 1), ("rnn_forward", 1)):
         torch.library.register_autograd(f"rnnkit::{name}",
-                                        _backward(name, state_count, _SPEC_OF[name]),
+                                        _backward(name, state_count),
                                         setup_context=_setup_context(state_count))
     for name in ("pack_weight", "lstm_forward", "gru_forward", "rnn_forward"):
         _OPS[name] = getattr(torch.ops.rnnkit, name).default

@@ -341,36 +341,112 @@ void gemm_panels(index_t m, const T* a_tiles, const T* a, index_t rsa, index_t c
   }
 }
 
-// The few-rows product on unpacked B: dot products with B's columns (csb == 1 is a row of
-// B per p instead: c_i += a_ip b_p).
+// C[r][c] (+)= sum over p of a_r(p) b_c(p) for R rows of A and C columns of B, both
+// contiguous in p (a row-major W read as W^T): R x C vector accumulators, the lanes summed
+// at the end. Each column of B is loaded once for the R rows.
+template <typename T, int R, int C>
+inline void dot_block(index_t k, const T* a, index_t rsa, const T* b, index_t csb, T* c,
+                      index_t ldc, bool accumulate) {
+  using V = typename Lanes<T>::vec;
+  constexpr int L = Lanes<T>::count;
+  V acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int q = 0; q < C; ++q) acc[r][q] = V{};
+  }
+  index_t p = 0;
+  for (; p + L <= k; p += L) {
+    V bv[C];
+    for (int q = 0; q < C; ++q) std::memcpy(&bv[q], b + q * csb + p, sizeof(V));
+    for (int r = 0; r < R; ++r) {
+      V av;
+      std::memcpy(&av, a + r * rsa + p, sizeof(V));
+      for (int q = 0; q < C; ++q) acc[r][q] += av * bv[q];
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int q = 0; q < C; ++q) {
+      T lanes[L];
+      std::memcpy(lanes, &acc[r][q], sizeof(V));
+      T sum = 0;
+      for (int l = 0; l < L; ++l) sum += lanes[l];
+      for (index_t pp = p; pp < k; ++pp) sum += a[r * rsa + pp] * b[q * csb + pp];
+      T& out = c[r * ldc + q];
+      out = accumulate ? out + sum : sum;
+    }
+  }
+}
+
+// Rows [0, m) of A (m <= 4) times columns [j0, j1) of B (contiguous in p), dot_block by
+// dot_block: a single row takes four columns at a time, more rows two.
+template <typename T, int R>
+inline void dot_rows(index_t k, const T* a, index_t rsa, const T* b, index_t csb, T* c,
+                     index_t ldc, index_t j0, index_t j1, bool accumulate) {
+  constexpr int C = R == 1 ? 4 : 2;
+  index_t j = j0;
+  for (; j + C <= j1; j += C) {
+    dot_block<T, R, C>(k, a, rsa, b + j * csb, csb, c + j, ldc, accumulate);
+  }
+  for (; j < j1; ++j) dot_block<T, R, 1>(k, a, rsa, b + j * csb, csb, c + j, ldc, accumulate);
+}
+
+// The few-rows product on unpacked B (a decoding step: below kPackRows rows of A, packing
+// the whole weight would cost more than the product, and nothing is cached across calls).
+// Blocks of columns of C are split across threads in a fixed partition, each column
+// computed by one thread in a fixed order, so results do not depend on the thread count.
+// rsb == 1 and csa == 1 (x W^T, both row-major): register-blocked dot products, every row
+// of W read once for up to four rows of A. csb == 1 (rows of B contiguous): c_i += a_ip b_p.
 template <typename T>
 void matmul_unpacked(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b, T* c,
                      index_t ldc, bool accumulate) {
-  for (index_t i = 0; i < m; ++i) {
-    const T* ai = a + i * rsa;
-    T* __restrict ci = c + i * ldc;
+  const index_t k = b.k, n = b.n;
+  // columns per block: about 2^16 multiply-adds
+  const index_t grain = std::max<index_t>(16, (index_t(1) << 16) / std::max<index_t>(m * k, 1));
+  auto columns = [&](index_t j0, index_t j1) {
     if (b.csb == 1) {
-      if (!accumulate) std::fill(ci, ci + b.n, T(0));
-      for (index_t p = 0; p < b.k; ++p) {
-        const T ap = ai[p * csa];
-        const T* __restrict bp = b.raw + p * b.rsb;
-        RNNKIT_SIMD
-        for (index_t j = 0; j < b.n; ++j) ci[j] += ap * bp[j];
+      for (index_t i = 0; i < m; ++i) {
+        const T* ai = a + i * rsa;
+        T* __restrict ci = c + i * ldc;
+        if (!accumulate) std::fill(ci + j0, ci + j1, T(0));
+        for (index_t p = 0; p < k; ++p) {
+          const T ap = ai[p * csa];
+          const T* __restrict bp = b.raw + p * b.rsb;
+          RNNKIT_SIMD
+          for (index_t j = j0; j < j1; ++j) ci[j] += ap * bp[j];
+        }
       }
-      continue;
+      return;
     }
-    for (index_t j = 0; j < b.n; ++j) {
-      const T* __restrict bj = b.raw + j * b.csb;
-      T sum = 0;
-      if (csa == 1) {
-        _Pragma("omp simd reduction(+ : sum)")
-        for (index_t p = 0; p < b.k; ++p) sum += ai[p] * bj[p];
-      } else {
-        for (index_t p = 0; p < b.k; ++p) sum += ai[p * csa] * bj[p];
+    if (csa == 1) {
+      for (index_t i = 0; i < m; i += 4) {
+        const T* ai = a + i * rsa;
+        T* ci = c + i * ldc;
+        switch (std::min<index_t>(4, m - i)) {
+          case 1: dot_rows<T, 1>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
+          case 2: dot_rows<T, 2>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
+          case 3: dot_rows<T, 3>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
+          default: dot_rows<T, 4>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate);
+        }
       }
-      ci[j] = accumulate ? ci[j] + sum : sum;
+      return;
     }
-  }
+    for (index_t j = j0; j < j1; ++j) {
+      const T* bj = b.raw + j * b.csb;
+      for (index_t i = 0; i < m; ++i) {
+        T sum = 0;
+        for (index_t p = 0; p < k; ++p) sum += a[i * rsa + p * csa] * bj[p];
+        T& out = c[i * ldc + j];
+        out = accumulate ? out + sum : sum;
+      }
+    }
+  };
+  const index_t blocks = (n + grain - 1) / grain;
+  auto run_blocks = [&](index_t begin, index_t end) {
+    for (index_t block = begin; block < end; ++block) {
+      columns(block * grain, std::min(n, (block + 1) * grain));
+    }
+  };
+  if (blocks <= 1) return run_blocks(0, blocks);
+  at::parallel_for(0, blocks, 1, run_blocks);
 }
 
 // One product of matmul_shared: C (row stride ldc) = [C +] A B.

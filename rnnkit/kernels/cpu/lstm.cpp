@@ -55,9 +55,14 @@ struct Sizes {
 
 Sizes check_sizes(const at::Tensor& x, const LstmParams& p, int64_t proj_size) {
   TORCH_CHECK(x.dim() == 3, "rnnkit lstm: x must be (T, B, H_in), got ", x.sizes());
+  // empty sizes run on the reference kernel (rnnkit/kernels/cpu/__init__.py); here they
+  // would divide by zero in the work splits and index past the end of empty buffers
+  TORCH_CHECK(x.size(0) > 0 && x.size(1) > 0 && x.size(2) > 0, "rnnkit lstm: x must have T, B and "
+              "H_in > 0, got ", x.sizes());
   Sizes s;
   s.T = x.size(0); s.B = x.size(1); s.I = x.size(2);
   s.G = p.w_ih.size(0); s.H = s.G / 4; s.P = proj_size > 0 ? proj_size : s.H;
+  TORCH_CHECK(s.H > 0, "rnnkit lstm: hidden size must be > 0, got weight_ih ", p.w_ih.sizes());
   TORCH_CHECK(s.G == 4 * s.H && p.w_ih.size(1) == s.I, "rnnkit lstm: weight_ih must be (4H, ",
               s.I, "), got ", p.w_ih.sizes());
   TORCH_CHECK(p.w_hh.size(0) == s.G && p.w_hh.size(1) == s.P,

@@ -65,6 +65,10 @@ RnnParams parse_params(at::TensorList params, const at::Tensor& x, const at::Ten
                 "of x (", x.scalar_type(), "), got ", t.scalar_type());
   }
   TORCH_CHECK(x.dim() == 3, "rnnkit rnn: x must be (T, B, H_in), got ", x.sizes());
+  // empty sizes run on the reference kernel (rnnkit/kernels/cpu/__init__.py); here they
+  // would divide by zero in the work splits and index past the end of empty buffers
+  TORCH_CHECK(x.size(0) > 0 && x.size(1) > 0 && x.size(2) > 0, "rnnkit rnn: x must have T, B and "
+              "H_in > 0, got ", x.sizes());
   RnnParams p;
   p.w_ih = params[0].contiguous();
   p.w_hh = params[1].contiguous();
@@ -74,6 +78,7 @@ RnnParams parse_params(at::TensorList params, const at::Tensor& x, const at::Ten
               p.w_hh.sizes() == at::IntArrayRef({p.H, p.H}),
               "rnnkit rnn: weight_ih must be (H, H_in) and weight_hh (H, H), got ",
               p.w_ih.sizes(), " and ", p.w_hh.sizes());
+  TORCH_CHECK(p.H > 0, "rnnkit rnn: hidden size must be > 0, got weight_hh ", p.w_hh.sizes());
   TORCH_CHECK(h0.sizes() == at::IntArrayRef({p.B, p.H}), "rnnkit rnn: h0 must be (", p.B,
               ", ", p.H, "), got ", h0.sizes());
   return p;

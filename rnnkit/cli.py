@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnkit.cli_run import (Recipe, UsageError, at_least, check_kind, load_trained,
+                            report_files, train_run)
+
 __all__ = ["main", "register", "COMMANDS", "UsageError"]
 
 LM_KINDS = ("char_lm", "word_lm")
-
-
-class UsageError(ValueError):
-    """A bad command line."""
 
 
 @dataclass
@@ -107,211 +105,64 @@ def _build_config(args, overrides):
 
 
 def _run_train(args, overrides):
-    import torch
-
-    from rnnkit.data.datasets import load_corpus
-    from rnnkit.models import build_language_model
-    from rnnkit.data.text import Vocab
-    from rnnkit.training.config import to_dict
-    from rnnkit.training.distributed import World
-    from rnnkit.training.trainer import Trainer
-
     config, explicit, given = _build_config(args, overrides)
     if config.task.task != "lm":
         from rnnkit.cli_tasks import run_task_train
         return run_task_train(args, config, explicit, given)
-    out = Path(config.train.out)
-    config, meta, latest = prepare_run(out, config, args.resume, explicit, given, _check_lm)
-    if config is None:
-        return 0  # a finished run: nothing to do (already said)
+    return train_run(args, config, explicit, given, _lm_recipe())
+
+
+def _lm_recipe():
+    from rnnkit.training.trainer import Trainer
+
+    return Recipe(check_checkpoint=_check_lm, load_data=_load_lm_corpus,
+                  build_model=lambda config, corpus: build_lm(config.model, corpus.vocab),
+                  extra_meta=lambda config, corpus: {}, trainer=Trainer,
+                  describe=lambda corpus: (f"data {corpus.source} ({corpus.train.numel():,} / "
+                                           f"{corpus.valid.numel():,} / "
+                                           f"{corpus.test.numel():,} tokens)"),
+                  report=_report)
+
+
+def _load_lm_corpus(config, meta):
+    """The config's corpus; a resumed run keeps its checkpoint's vocabulary."""
+    from rnnkit.data.datasets import load_corpus
+    from rnnkit.data.text import Vocab
+
     vocab = Vocab.from_json(meta["vocab"]) if meta is not None else None
-    if config.train.threads > 0:
-        torch.set_num_threads(config.train.threads)
-    world = World.from_env()
     d = config.data
-    corpus = load_corpus(d.dataset, d.train, d.valid, d.test, d.level, vocab=vocab)
-    torch.manual_seed(config.train.seed)
-    random.seed(config.train.seed)
-    model = build_language_model(config.model, len(corpus.vocab), corpus.vocab.level)
-    model_meta = {"kind": model.kind, "vocab_size": len(corpus.vocab),
-                  "config": to_dict(config)["model"]}
-    trainer = Trainer(model, corpus, config, out, world, model_meta)
-    summary = fit_run(trainer, latest, f"data {corpus.source} ({corpus.train.numel():,} / "
-                      f"{corpus.valid.numel():,} / {corpus.test.numel():,} tokens)")
-    if summary is None:
-        return 1
-    if world.is_main:
-        _report(out, model, corpus.vocab, config, summary)
-    return exit_code(summary)
+    return load_corpus(d.dataset, d.train, d.valid, d.test, d.level, vocab=vocab)
 
 
-def exit_code(summary):
-    """0 for a finished or time-limited run; 128 + the signal's number after a stop by
-    SIGINT (130) or SIGTERM (143), as shells expect, so ``train && next`` stops."""
-    import signal
+def build_lm(model_config, vocab):
+    """The language model of a ``model`` config section (a ModelConfig or its dict)."""
+    from rnnkit.models import build_language_model
 
-    reason = summary.get("stop_reason")
-    if reason in ("SIGINT", "SIGTERM"):
-        return 128 + int(getattr(signal, reason))
-    return 0
+    return build_language_model(model_config, len(vocab), vocab.level)
 
 
-# settings that make a run what it is: a resume that gives another value is refused
-_RUN_IDENTITY = ("data.", "model.", "task.", "train.batch_size", "train.bptt", "train.seed")
-_DECODING = ("task.beam_size", "task.length_penalty", "task.max_length", "task.unknown")
-
-
-def prepare_run(out, config, resume, explicit, given, check_kind):
-    """Check ``out`` and, when resuming, the run in it. Returns ``(config, meta,
-    latest)``: the run's own config with this command line's explicit settings, the
-    latest checkpoint's meta and path (None, None for a new run), or ``(None, ...)``
-    when the run is finished (said on stderr, nothing written)."""
-    from rnnkit.training.checkpoint import load_checkpoint
-    from rnnkit.training.config import apply_overrides, config_from_dict
-    from rnnkit.training.rundir import check_out_dir
-
-    check_out_dir(out, config.task.task)
-    latest = previous_run(out, resume)
-    if latest is None:
-        return config, None, None
-    _, meta = load_checkpoint(latest)
-    check_kind(latest, meta)
-    run_config = config_from_dict(meta["config"])
-    _check_same_run(out, run_config, config, given)
-    config = apply_overrides(run_config, explicit).validate()
-    if _finished(out, meta, config):
-        epochs, step = meta["progress"]["epoch"] - 1, meta["progress"]["step"]
-        print(f"rnnkit train: the run in {str(out)!r} is finished ({epochs} epoch"
-              f"{'s' if epochs != 1 else ''}, step {step}); nothing to do. Its results are "
-              f"in {out / 'results.json'}; to train longer pass a larger --epochs with "
-              f"--resume", file=sys.stderr)
-        return None, meta, latest
-    return config, meta, latest
-
-
-def _check_same_run(out, run_config, config, given):
-    """Refuse a resume whose command line sets an identity setting to another value."""
-    from rnnkit.training.config import get_key
-
-    for key in sorted(given):
-        if not key.startswith(_RUN_IDENTITY) or key in _DECODING:
-            continue
-        mine, theirs = get_key(config, key), get_key(run_config, key)
-        if key in ("data.train", "data.valid", "data.test") and mine and theirs:
-            if Path(mine).resolve() == Path(theirs).resolve():
-                continue
-        if mine != theirs:
-            raise UsageError(f"--resume: {key} is {mine!r} on this command line but "
-                             f"{theirs!r} in the run in {str(out)!r}; resume with the "
-                             f"run's own settings, or give another --out for a new run")
-
-
-def _finished(out, meta, config):
-    """True when the checkpoint is past the last epoch and results.json says done."""
-    from rnnkit.training.rundir import _read_json
-
-    progress = meta.get("progress", {})
-    if progress.get("epoch", 0) <= config.train.epochs or progress.get("batch_index"):
-        return False
-    results = _read_json(out / "results.json")
-    return isinstance(results, dict) and results.get("completed") is True
-
-
-def previous_run(out, resume):
-    """The latest checkpoint in ``out`` when resuming; an error if one exists otherwise.
-    ``--resume`` where there is nothing to resume starts a new run and says so."""
-    from rnnkit.training.checkpoint import CheckpointManager
-
-    latest = CheckpointManager(out / "checkpoints").latest()
-    if latest is not None and not resume:
-        raise UsageError(f"output directory {str(out)!r} already holds a run "
-                         f"({latest.name}); pass --resume to continue it or --out to "
-                         f"start another")
-    if latest is None and resume:
-        print(f"rnnkit train: --resume: no checkpoint in {str(out)!r}, starting a new run "
-              f"there", file=sys.stderr)
-    return latest
-
-
-def fit_run(trainer, latest, data_text):
-    """Resume from ``latest`` (if any), write config.json, say what runs, train.
-
-    Returns the trainer's summary, or None after a non-finite loss (already reported).
-    """
-    from rnnkit.training.config import to_dict
-    from rnnkit.training.rundir import adopt
-    from rnnkit.training.trainer import NonFiniteLoss
-
-    config, world, model, out = trainer.config, trainer.world, trainer.model, trainer.out_dir
-    if latest is not None:
-        trainer.resume(latest)
-    say = print if world.is_main else (lambda *a, **k: None)
-    if world.is_main:
-        adopt(out, config.task.task)
-        (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
-    params = sum(p.numel() for p in model.parameters())
-    say(f"rnnkit train: {model.kind} {config.model.cell} {config.model.num_layers}x"
-        f"{config.model.hidden_size}, {params:,} parameters, vocab {len(trainer.vocab)}; "
-        f"{data_text}; {world.world_size} process(es); out {out}"
-        + (f"; resuming from {latest.name}" if latest is not None else ""), file=sys.stderr)
-    finished = False
-    try:
-        summary = trainer.fit()
-        finished = True
-        return summary
-    except NonFiniteLoss as e:
-        say(f"rnnkit train: {e}", file=sys.stderr)
-        return None
-    finally:
-        trainer.close(sync=finished)
-
-
-def _report(out, model, vocab, config, summary):
+def _report(out, model, corpus, config, summary):
     import torch
 
     if summary["completed"]:
-        text = _sample_text(model, vocab, None, config.train.sample_length, 0.8, 0, 1.0,
-                            torch.Generator().manual_seed(config.train.seed))
+        text = _sample_text(model, corpus.vocab, None, config.train.sample_length, 0.8, 0,
+                            1.0, torch.Generator().manual_seed(config.train.seed))
         (out / "sample.txt").write_text(text + "\n")
         print(text)
         print(f"\nrnnkit train: done in {summary['elapsed_s']:.0f} s; test "
               + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()), file=sys.stderr)
-    _report_files(out, summary, extra=", sample.txt" if summary["completed"] else "")
-
-
-def _report_files(out, summary, extra=""):
-    if not summary["completed"]:
-        print(f"rnnkit train: stopped ({summary['stop_reason']}) at step {summary['steps']}; "
-              f"continue with the same command plus --resume", file=sys.stderr)
-    print(f"rnnkit train: files in {out}/: checkpoints/ (best, latest), metrics.csv, "
-          f"curves.png, results.json" + extra, file=sys.stderr)
+    report_files(out, summary, extra=", sample.txt" if summary["completed"] else "")
 
 
 # ------------------------------------------------------------------------- sample / eval
 def _check_lm(path, meta):
-    from rnnkit.training.checkpoint import CheckpointError
-
-    kind = meta.get("model", {}).get("kind")
-    if kind not in LM_KINDS:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds a {kind!r} model, "
-                              f"expected a language model ({', '.join(LM_KINDS)})")
+    check_kind(path, meta, LM_KINDS, f"a language model ({', '.join(LM_KINDS)})")
 
 
 def load_language_model(path):
     """A checkpoint (or run directory) -> ``(model, vocab, meta, checkpoint_path)``."""
-    from rnnkit.data.text import Vocab
-    from rnnkit.models import build_language_model
-    from rnnkit.training.checkpoint import (load_checkpoint, load_model_state,
-                                            resolve_checkpoint)
-
-    ckpt = resolve_checkpoint(path, prefer="best")
-    tensors, meta = load_checkpoint(ckpt)
-    _check_lm(ckpt, meta)
-    vocab = Vocab.from_json(meta["vocab"])
-    model = build_language_model(meta["model"]["config"], len(vocab), vocab.level)
-    load_model_state(model, tensors, meta, ckpt)
-    model.eval()
-    return model, vocab, meta, ckpt
+    return load_trained(path, _check_lm,
+                        lambda meta, vocab: build_lm(meta["model"]["config"], vocab))
 
 
 def _sample_text(model, vocab, prime, length, temperature, top_k, top_p, generator):
@@ -342,12 +193,6 @@ def _sample_arguments(p):
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-
-
-def at_least(flag, value, minimum, meaning=""):
-    """UsageError unless the integer option ``flag`` is >= ``minimum``."""
-    if value is not None and value < minimum:
-        raise UsageError(f"{flag} must be >= {minimum}{meaning}, got {value}")
 
 
 def _run_sample(args, overrides):

@@ -2,15 +2,19 @@
 ``rnnkit predict``: the command-line side of the classifier, tagger and seq2seq models.
 
 :mod:`rnnkit.cli` hands over to these functions when the config's ``task.task`` is not
-``lm`` or the checkpoint holds a task model; errors are the same one-line, exit-code-2
-kind (``UsageError``, ``DataError``, ``CheckpointError``, ``ConfigError``).
+``lm`` or the checkpoint holds a task model. Training and loading go through the same
+code as language models (:mod:`rnnkit.cli_run`); errors are the same one-line,
+exit-code-2 kind (``UsageError``, ``DataError``, ``CheckpointError``, ``ConfigError``).
 """
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
+
+from rnnkit.cli_run import (Recipe, UsageError, at_least, check_kind, load_trained,
+                            report_files, train_run)
+from rnnkit.data.text import Vocab
 
 __all__ = ["TASK_KINDS", "run_task_train", "run_task_eval", "predict_arguments",
            "run_predict", "is_task_checkpoint"]
@@ -18,104 +22,57 @@ __all__ = ["TASK_KINDS", "run_task_train", "run_task_eval", "predict_arguments",
 TASK_KINDS = ("classify", "tag", "seq2seq")
 
 
-def _split_by_position(examples, fractions=(0.9, 0.05, 0.05)):
-    n = len(examples)
-    a, b = int(n * fractions[0]), int(n * (fractions[0] + fractions[1]))
-    return examples[:a], examples[a:b], examples[b:]
-
-
-def load_task_corpus(config, vocab=None, labels=None):
-    """A TaskCorpus from the config's data section (a built-in name or TSV paths)."""
-    from rnnkit.data.tasks import (BUILTIN_TASKS, build_task_vocab, check_labels,
-                                   load_builtin, load_task_file)
-    from rnnkit.data.text import DataError, Vocab
-    from rnnkit.training.task_trainer import TaskCorpus
-
-    d, task = config.data, config.task.task
-    if d.dataset:
-        if d.dataset not in BUILTIN_TASKS:
-            raise DataError(f"unknown task data set {d.dataset!r}; built in: "
-                            f"{', '.join(BUILTIN_TASKS)} (or give --data FILE)")
-        if BUILTIN_TASKS[d.dataset] != task:
-            raise DataError(f"data set {d.dataset!r} is for --task {BUILTIN_TASKS[d.dataset]}, "
-                            f"got --task {task}")
-        data = load_builtin(d.dataset)
-        train, valid, test, level = data.train, data.valid, data.test, data.level
-    else:
-        if not d.train:
-            raise DataError(f"--task {task} needs data: --data TRAIN [--valid V --test T] "
-                            f"or a preset (date, addition, sst2)")
-        level = d.level or "word"
-        train = load_task_file(d.train, task, level)
-        if d.valid and d.test:
-            valid, test = load_task_file(d.valid, task, level), load_task_file(d.test, task,
-                                                                                 level)
-        elif d.valid or d.test:
-            raise DataError("give both --valid and --test, or neither (then --data is "
-                            "split 90/5/5 by position)")
-        else:
-            train, valid, test = _split_by_position(train)
-    if not valid or not test:
-        raise DataError(f"{d.train or d.dataset}: too few examples to split off "
-                        f"validation and test sets ({len(train)} for training)")
-    if vocab is None:
-        sequences = [e.source + (e.target if task == "seq2seq" else []) for e in train]
-        vocab = build_task_vocab(sequences, level, config.task.min_count)
-    if labels is None and task != "seq2seq":
-        names = {e.target for e in train} if task == "classify" else \
-            {t for e in train for t in e.target}
-        labels = Vocab(sorted(names), "word")
-    for examples, path in ((train, d.train), (valid, d.valid or d.train),
-                           (test, d.test or d.train)):
-        check_labels(examples, task, labels, path or d.dataset)
-    return TaskCorpus(task, vocab, labels, train, valid, test)
-
-
 def run_task_train(args, config, explicit, given=frozenset()):
     """Train a task model: the same run directory, checkpoints and resume as LMs."""
-    import torch
-
-    from rnnkit.cli import _report_files, exit_code, fit_run, prepare_run
-    from rnnkit.data.text import Vocab
-    from rnnkit.models import build_task_model
-    from rnnkit.training.config import to_dict
-    from rnnkit.training.distributed import World
     from rnnkit.training.task_trainer import TaskTrainer
 
-    out = Path(config.train.out)
     task = config.task.task
-    config, meta, latest = prepare_run(out, config, args.resume, explicit, given,
-                                       lambda path, meta: _check_task(path, meta, task))
-    if config is None:
-        return 0  # a finished run: nothing to do (already said)
-    vocab = labels = None
-    if meta is not None:
-        vocab = Vocab.from_json(meta["vocab"])
-        labels = Vocab.from_json(meta["model"]["labels"]) if meta["model"]["labels"] else None
-    if config.train.threads > 0:
-        torch.set_num_threads(config.train.threads)
-    world = World.from_env()
-    corpus = load_task_corpus(config, vocab, labels)
-    torch.manual_seed(config.train.seed)
-    random.seed(config.train.seed)
+    recipe = Recipe(
+        check_checkpoint=lambda path, meta: _check_task(path, meta, task),
+        load_data=_load_corpus, build_model=_build_model, extra_meta=_extra_meta,
+        trainer=TaskTrainer,
+        describe=lambda corpus: (f"{len(corpus.train):,} / {len(corpus.valid):,} / "
+                                 f"{len(corpus.test):,} examples"),
+        report=_report)
+    return train_run(args, config, explicit, given, recipe)
+
+
+def _labels(meta):
+    labels = meta["model"]["labels"]
+    return Vocab.from_json(labels) if labels else None
+
+
+def _load_corpus(config, meta):
+    """The config's examples; a resumed run keeps its checkpoint's vocabularies."""
+    from rnnkit.data.tasks import load_task_corpus
+
+    vocab = Vocab.from_json(meta["vocab"]) if meta is not None else None
+    labels = _labels(meta) if meta is not None else None
+    return load_task_corpus(config.data, config.task.task, config.task.min_count,
+                            vocab, labels)
+
+
+def _build_model(config, corpus):
+    from rnnkit.models import build_task_model
+
     num_labels = len(corpus.labels) if corpus.labels is not None else 0
-    model = build_task_model(config.model, config.task, len(corpus.vocab), num_labels)
-    model_meta = {"kind": model.kind, "vocab_size": len(corpus.vocab),
-                  "labels": corpus.labels.to_json() if corpus.labels else None,
-                  "config": to_dict(config)["model"], "task": to_dict(config)["task"]}
-    trainer = TaskTrainer(model, corpus, config, out, world, model_meta)
-    summary = fit_run(trainer, latest, f"{len(corpus.train):,} / {len(corpus.valid):,} / "
-                      f"{len(corpus.test):,} examples")
-    if summary is None:
-        return 1
-    if world.is_main:
-        if summary["completed"]:
-            _show_examples(model, corpus, config, out)
-            print(f"rnnkit train: done in {summary['elapsed_s']:.0f} s; test "
-                  + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()),
-                  file=sys.stderr)
-        _report_files(out, summary, extra=", attention.png" if _has_attention(model) else "")
-    return exit_code(summary)
+    return build_task_model(config.model, config.task, len(corpus.vocab), num_labels)
+
+
+def _extra_meta(config, corpus):
+    from rnnkit.training.config import to_dict
+
+    return {"labels": corpus.labels.to_json() if corpus.labels else None,
+            "task": to_dict(config)["task"]}
+
+
+def _report(out, model, corpus, config, summary):
+    if summary["completed"]:
+        _show_examples(model, corpus, config, out)
+        print(f"rnnkit train: done in {summary['elapsed_s']:.0f} s; test "
+              + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()),
+              file=sys.stderr)
+    report_files(out, summary, extra=", attention.png" if _has_attention(model) else "")
 
 
 def _has_attention(model):
@@ -123,13 +80,8 @@ def _has_attention(model):
 
 
 def _check_task(path, meta, task=None):
-    from rnnkit.training.checkpoint import CheckpointError
-
-    kind = meta.get("model", {}).get("kind")
-    if kind not in TASK_KINDS or (task is not None and kind != task):
-        want = task or " / ".join(TASK_KINDS)
-        raise CheckpointError(f"checkpoint {str(path)!r} holds a {kind!r} model, "
-                              f"expected a {want} model")
+    kinds = TASK_KINDS if task is None else (task,)
+    check_kind(path, meta, kinds, f"a {task or ' / '.join(TASK_KINDS)} model")
 
 
 def is_task_checkpoint(path):
@@ -142,27 +94,21 @@ def is_task_checkpoint(path):
 
 def load_task_model(path):
     """A checkpoint (or run directory) -> ``(model, vocab, labels, meta, checkpoint)``."""
-    from rnnkit.data.text import Vocab
     from rnnkit.models import build_task_model
-    from rnnkit.training.checkpoint import (load_checkpoint, load_model_state,
-                                            resolve_checkpoint)
 
-    ckpt = resolve_checkpoint(path, prefer="best")
-    tensors, meta = load_checkpoint(ckpt)
-    _check_task(ckpt, meta)
-    vocab = Vocab.from_json(meta["vocab"])
-    labels = Vocab.from_json(meta["model"]["labels"]) if meta["model"]["labels"] else None
-    model = build_task_model(meta["model"]["config"], meta["model"]["task"], len(vocab),
-                             len(labels) if labels else 0)
-    load_model_state(model, tensors, meta, ckpt)
-    return model.eval(), vocab, labels, meta, ckpt
+    def build(meta, vocab):
+        labels = _labels(meta)
+        return build_task_model(meta["model"]["config"], meta["model"]["task"], len(vocab),
+                                len(labels) if labels else 0)
+
+    model, vocab, meta, ckpt = load_trained(path, _check_task, build)
+    return model, vocab, _labels(meta), meta, ckpt
 
 
 def load_task_models(paths):
     """Several checkpoints -> one model: the checkpoint's own model for one path, an
     :class:`~rnnkit.models.Ensemble` of classifiers or taggers for several. Returns
     ``(model, vocab, labels, meta, checkpoints)`` with the first member's meta."""
-    from rnnkit.cli import UsageError
     from rnnkit.models import Ensemble
 
     loaded = [load_task_model(path) for path in paths]
@@ -259,7 +205,6 @@ def run_predict(args, overrides):
     """Print the label, the tags or the decoded sequence of one input."""
     import torch
 
-    from rnnkit.cli import UsageError, at_least
     from rnnkit.data.tasks import encode_tokens, tokens_of
     from rnnkit.training.rundir import check_output_file
 

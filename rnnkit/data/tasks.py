@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from rnnkit.data.datasets import data_root
-from rnnkit.data.text import UNK, DataError, Vocab, read_text
+from rnnkit.data.text import UNK, DataError, Vocab, read_text, split_by_position
 
 __all__ = ["PAD", "BOS", "EOS", "UNK", "TaskData", "Example", "read_tsv",
            "load_task_file", "load_builtin", "build_task_vocab", "tokens_of",
-           "make_batches", "collate", "prediction_count", "encode_tokens", "BUILTIN_TASKS",
-           "check_labels"]
+           "collate", "prediction_count", "encode_tokens", "BUILTIN_TASKS",
+           "check_labels", "TaskCorpus", "load_task_corpus"]
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 in every task vocabulary
@@ -157,6 +157,72 @@ def check_labels(examples, task, labels, where):
                                 f"{', ...' if len(labels) > 8 else ''})")
 
 
+@dataclass
+class TaskCorpus:
+    """Examples of one task with their vocabularies (``labels``: class or tag names)."""
+
+    task: str
+    vocab: Vocab
+    labels: Vocab | None
+    train: list
+    valid: list
+    test: list
+
+
+def load_task_corpus(data, task: str, min_count: int = 1, vocab: Vocab | None = None,
+                     labels: Vocab | None = None) -> TaskCorpus:
+    """A :class:`TaskCorpus` from a ``data`` config section (``dataset``, ``train``,
+    ``valid``, ``test``, ``level``): a built-in set, or TSV files, one file alone being
+    split 90/5/5 by position. ``vocab`` and ``labels`` (a resumed run's) are reused,
+    else built from the training examples."""
+    if data.dataset:
+        train, valid, test, level = _builtin_splits(data.dataset, task)
+    else:
+        train, valid, test, level = _file_splits(data, task)
+    if not valid or not test:
+        raise DataError(f"{data.train or data.dataset}: too few examples to split off "
+                        f"validation and test sets ({len(train)} for training)")
+    if vocab is None:
+        sequences = [e.source + (e.target if task == "seq2seq" else []) for e in train]
+        vocab = build_task_vocab(sequences, level, min_count)
+    if labels is None and task != "seq2seq":
+        names = {e.target for e in train} if task == "classify" else \
+            {t for e in train for t in e.target}
+        labels = Vocab(sorted(names), "word")
+    for examples, path in ((train, data.train), (valid, data.valid or data.train),
+                           (test, data.test or data.train)):
+        check_labels(examples, task, labels, path or data.dataset)
+    return TaskCorpus(task, vocab, labels, train, valid, test)
+
+
+def _builtin_splits(name, task):
+    if name not in BUILTIN_TASKS:
+        raise DataError(f"unknown task data set {name!r}; built in: "
+                        f"{', '.join(BUILTIN_TASKS)} (or give --data FILE)")
+    if BUILTIN_TASKS[name] != task:
+        raise DataError(f"data set {name!r} is for --task {BUILTIN_TASKS[name]}, "
+                        f"got --task {task}")
+    data = load_builtin(name)
+    return data.train, data.valid, data.test, data.level
+
+
+def _file_splits(data, task):
+    if not data.train:
+        raise DataError(f"--task {task} needs data: --data TRAIN [--valid V --test T] "
+                        f"or a preset (date, addition, sst2)")
+    level = data.level or "word"
+    train = load_task_file(data.train, task, level)
+    if data.valid and data.test:
+        valid = load_task_file(data.valid, task, level)
+        test = load_task_file(data.test, task, level)
+    elif data.valid or data.test:
+        raise DataError("give both --valid and --test, or neither (then --data is "
+                        "split 90/5/5 by position)")
+    else:
+        train, valid, test = split_by_position(train)
+    return train, valid, test, level
+
+
 def build_task_vocab(sequences, level: str, min_count: int = 1) -> Vocab:
     """Vocabulary with the specials first (<pad>=0, <unk>=1, <s>=2, </s>=3), then tokens
     in order of first appearance; tokens seen fewer than ``min_count`` times map to <unk>."""
@@ -218,13 +284,3 @@ def prediction_count(batch) -> int:
     if "tags" in batch:
         return int((batch["tags"] != -100).sum())
     return int(batch["target_lengths"].sum() - batch["target_lengths"].numel())
-
-
-def make_batches(examples, task, vocab, labels, batch_size, *, shuffle=False,
-                 generator=None):
-    """Batches of :func:`collate`, in order or shuffled."""
-    order = torch.randperm(len(examples), generator=generator).tolist() if shuffle \
-        else list(range(len(examples)))
-    for start in range(0, len(order), batch_size):
-        yield collate([examples[i] for i in order[start:start + batch_size]], task, vocab,
-                      labels)

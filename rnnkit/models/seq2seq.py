@@ -145,9 +145,12 @@ class Seq2Seq(nn.Module):
         return states, feed, (outputs, mask, summary)
 
     # -- training -------------------------------------------------------------------------
-    def forward(self, source, source_lengths, target_in):
+    def forward(self, source, source_lengths, target_in, teacher_forcing=None):
         """Logits (N, T, V) for each target position, given the inputs ``target_in``
-        (N, T) = <s> y_1 .. y_{T-1} (teacher forcing with probability teacher_forcing)."""
+        (N, T) = <s> y_1 .. y_{T-1} (teacher forcing with probability ``teacher_forcing``,
+        default: the model's own)."""
+        if teacher_forcing is None:
+            teacher_forcing = self.teacher_forcing
         states, feed, memory = self._start(source, source_lengths)
         logits, log_probs = [], []
         previous = target_in[:, 0]
@@ -157,15 +160,17 @@ class Seq2Seq(nn.Module):
             if self.attention is not None and self.attention.hard and self.training:
                 log_probs.append(self.attention.last_log_prob)
             if t + 1 < target_in.size(1):
-                use_gold = not self.training or random.random() < self.teacher_forcing
+                use_gold = not self.training or random.random() < teacher_forcing
                 previous = target_in[:, t + 1] if use_gold else step_logits.argmax(-1).detach()
         self._last_log_probs = torch.stack(log_probs, 1) if log_probs else None
         return torch.stack(logits, 1)
 
     def loss(self, batch):
-        """Mean cross-entropy per target token (+ the REINFORCE term for hard attention)."""
+        """Mean cross-entropy per target token (+ the REINFORCE term for hard attention);
+        ``batch["teacher_forcing"]``, if given, is this batch's teacher-forcing ratio."""
         target = batch["target"]
-        logits = self(batch["source"], batch["source_lengths"], target[:, :-1])
+        logits = self(batch["source"], batch["source_lengths"], target[:, :-1],
+                      batch.get("teacher_forcing"))
         gold = target[:, 1:]
         token_loss = F.cross_entropy(logits.transpose(1, 2), gold, ignore_index=self.PAD,
                                      reduction="none")  # (N, T)

@@ -1,38 +1,30 @@
 """Training classifiers, taggers and seq2seq models with the same loop as language models.
 
 :class:`TaskTrainer` reuses :class:`rnnkit.training.trainer.Trainer` -- checkpoints and
-exact resume, signals, time limits, progress, metrics log, curves, data parallel -- and
-changes only what differs: the data are shuffled batches of examples instead of a token
-stream (the order of epoch e is a permutation seeded by ``train.seed`` and e, so a
-resumed run sees the same batches), the loss is ``model.loss(batch)``, and the best
-checkpoint is the one with the highest accuracy (exact match for seq2seq).
+exact resume, signals, time limits, progress, metrics log, data parallel -- and changes
+only what differs: the data are shuffled batches of examples instead of a token stream
+(the order of epoch e is a permutation seeded by ``train.seed`` and e, so a resumed run
+sees the same batches), the loss is ``model.loss(batch)``, and the best checkpoint is the
+one with the highest accuracy (exact match for seq2seq).
+
+The model contract: ``loss(batch)`` (a batch of :func:`rnnkit.data.tasks.collate`), and
+for evaluation ``predict(batch)`` (classify, tag) or ``greedy`` / ``beam_search``
+(seq2seq). Everything task-specific comes from the config and the corpus, never from the
+model: the special token ids from the vocabulary, the teacher-forcing ratio of each
+training batch from ``task.teacher_forcing`` (passed in the batch).
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from rnnkit.data.tasks import collate, prediction_count
-from rnnkit.data.text import Vocab
+from rnnkit.data.tasks import BOS, EOS, PAD, TaskCorpus, collate, prediction_count
 from rnnkit.training.trainer import NonFiniteLoss, Trainer
 
 __all__ = ["TaskCorpus", "TaskTrainer", "corpus_bleu", "evaluate_task"]
-
-
-@dataclass
-class TaskCorpus:
-    """Examples of one task with their vocabularies (``labels``: class or tag names)."""
-
-    task: str
-    vocab: Vocab
-    labels: Vocab | None
-    train: list
-    valid: list
-    test: list
 
 
 class _LossModule(nn.Module):
@@ -87,6 +79,7 @@ def evaluate_task(model, examples, task, vocab, labels, batch_size, *, beam_size
     is given); seq2seq adds exact match and BLEU of the decoded outputs."""
     was_training = model.training
     model.eval()
+    specials = {vocab.index[PAD], vocab.index[BOS], vocab.index[EOS]}
     totals = torch.zeros(4 + 10, dtype=torch.float64)  # loss*n, n, correct, count, bleu stats
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start:start + batch_size], task, vocab, labels)
@@ -101,8 +94,7 @@ def evaluate_task(model, examples, task, vocab, labels, batch_size, *, beam_size
             totals[2] += (model.predict(batch)[real] == batch["tags"][real]).sum()
             totals[3] += real.sum()
         else:
-            gold = [_strip(row, {model.PAD, model.BOS, model.EOS})
-                    for row in batch["target"].tolist()]
+            gold = [_strip(row, specials) for row in batch["target"].tolist()]
             limit = max_length or max(len(g) for g in gold) + 5
             if beam_size > 1:
                 predicted = model.beam_search(batch["source"], batch["source_lengths"],
@@ -166,7 +158,8 @@ class TaskTrainer(Trainer):
     def compute_gradients(self, batch):
         """Forward and backward on one batch (averaged over processes by DDP)."""
         self.network.train()
-        self._schedule_teacher_forcing()
+        if self.corpus.task == "seq2seq":
+            batch = {**batch, "teacher_forcing": self.teacher_forcing_ratio()}
         loss = self.network(batch) if self.world.distributed else self.model.loss(batch)
         value = self._mean_over_world(loss.item())
         if not math.isfinite(value):
@@ -175,16 +168,14 @@ class TaskTrainer(Trainer):
         loss.backward()
         return value
 
-    def _schedule_teacher_forcing(self):
+    def teacher_forcing_ratio(self):
         """Linear from task.teacher_forcing to task.teacher_forcing_final over the run."""
         c = self.config.task
-        if not hasattr(self.model, "teacher_forcing"):
-            return
         ratio = c.teacher_forcing
         if c.teacher_forcing_final >= 0:
             total = max(self.config.train.epochs * self.steps_per_epoch, 1)
             ratio += (c.teacher_forcing_final - c.teacher_forcing) * self.step_count / total
-        self.model.teacher_forcing = ratio
+        return ratio
 
     def split_metrics(self, split):
         c = self.config.task

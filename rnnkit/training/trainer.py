@@ -1,8 +1,11 @@
 """The trainer: truncated BPTT over a token stream, checkpoints, exact resume.
 
-The trainer knows nothing about the model beyond this contract:
-``model(inputs, state) -> (logits, state)`` with ``inputs`` of shape ``(T, B)`` and
-``state=None`` meaning zeros, and ``model.loss(logits, targets) -> mean nats per token``.
+The trainer knows nothing about the model beyond this contract: a ``torch.nn.Module``
+(parameters, ``state_dict``) with ``model(inputs, state) -> (logits, state)``, ``inputs``
+of shape ``(T, B)`` and ``state=None`` meaning zeros, and ``model.loss(logits, targets)
+-> mean nats per token``. What a model is called, how it is rebuilt and how its run is
+reported (samples, ``curves.png``) belong to the command that trains it
+(:mod:`rnnkit.cli_run`).
 """
 
 from __future__ import annotations
@@ -307,7 +310,6 @@ class Trainer:
             self._say("test " + _fmt_metrics(summary["test"]))
         if self.world.is_main and self.out_dir:
             (self.out_dir / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
-            self._plot()
         return summary
 
     # ---------------------------------------------------------------- stopping
@@ -470,13 +472,6 @@ class Trainer:
     def _say(self, text, always=False):
         if self.world.is_main and (always or self.config.train.progress != "off"):
             (tqdm.write if self.bar is not None else print)(text, file=sys.stderr)
-
-    def _plot(self):
-        try:
-            from rnnkit.viz.curves import plot_curves
-            plot_curves(self.out_dir / "metrics.csv", self.out_dir / "curves.png")
-        except Exception as e:  # a plot must never lose a finished run
-            self._say(f"warning: could not draw curves.png: {e}")
 
 
 def _fmt_metrics(m):

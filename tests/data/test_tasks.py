@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rnnkit.data.tasks import (BOS, EOS, build_task_vocab, encode_tokens, load_builtin,
-                               load_task_file, make_batches)
+                               load_task_file, collate)
 from rnnkit.data.datasets import data_root
 from rnnkit.data.text import DataError
 
@@ -66,7 +66,7 @@ def test_batches_pad_and_mark_targets():
     vocab = build_task_vocab([["a", "b"], ["c"]], "char")
     examples = [type("E", (), {"source": ["a", "b"], "target": ["c"]})(),
                 type("E", (), {"source": ["c"], "target": ["a", "b"]})()]
-    (batch,) = make_batches(examples, "seq2seq", vocab, None, batch_size=4)
+    batch = collate(examples, "seq2seq", vocab, None)
     assert batch["source"].tolist() == [[4, 5], [6, 0]]
     assert batch["source_lengths"].tolist() == [2, 1]
     bos, eos = vocab.index[BOS], vocab.index[EOS]

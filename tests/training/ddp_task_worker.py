@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from rnnkit.cli_tasks import load_task_corpus
+from rnnkit.data.tasks import load_task_corpus
 from rnnkit.models import build_task_model
 from rnnkit.training.config import Config, apply_overrides
 from rnnkit.training.distributed import World
@@ -36,7 +36,7 @@ def main(tmp, tag):
         "train.epochs": "1", "train.eval_batch_size": "16", "train.log_every": "2",
         "train.checkpoint_every": "5", "train.progress": "off",
         "train.tensorboard": "false"}).validate()
-    corpus = load_task_corpus(config)
+    corpus = load_task_corpus(config.data, config.task.task)
     torch.manual_seed(0)
     model = build_task_model(config.model, config.task, len(corpus.vocab),
                              len(corpus.labels))

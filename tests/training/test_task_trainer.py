@@ -76,8 +76,14 @@ def test_task_resume_after_a_crash_gives_the_uninterrupted_curve(tmp_path):
 def test_teacher_forcing_is_scheduled_linearly(tmp_path):
     trainer = tiny_task_trainer(tmp_path, "tf")
     trainer.step_count = 5  # half of 2 epochs x 5 steps
-    trainer._schedule_teacher_forcing()
-    assert trainer.model.teacher_forcing == pytest.approx(0.75)
+    assert trainer.teacher_forcing_ratio() == pytest.approx(0.75)
+    seen = []
+    original = trainer.model.loss
+    trainer.model.loss = lambda batch: seen.append(batch["teacher_forcing"]) or original(batch)
+    (batch,), _ = trainer.next_batch()
+    trainer.compute_gradients(batch)
+    # the ratio travels in the batch; the trainer sets nothing on the model
+    assert seen == [pytest.approx(0.75)] and trainer.model.teacher_forcing == 1.0
 
 
 def test_bleu_against_a_hand_computation():

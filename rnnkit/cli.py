@@ -45,8 +45,10 @@ def register(name, help, add_arguments, run, overrides=False):
 # ------------------------------------------------------------------------- train
 def _train_arguments(p):
     p.add_argument("config", nargs="?", help="a TOML config (see configs/)")
-    p.add_argument("--preset", help="char-default, char-shakespeare, ptb-small, "
-                                    "ptb-medium or wikitext2")
+    from rnnkit.training.presets import preset_names
+
+    p.add_argument("--preset", help="a config of rnnkit/configs/ by name: "
+                                    + ", ".join(preset_names()))
     p.add_argument("--data", help="training text; alone it is split 90/5/5 by position")
     p.add_argument("--valid", help="validation text")
     p.add_argument("--test", help="test text")
@@ -66,14 +68,14 @@ def _build_config(args, overrides):
     ``{key: text}``, and every dotted key the command line, preset or file set."""
     from rnnkit.training.config import (Config, apply_overrides, config_from_dict,
                                         dotted_keys, read_toml, resolve_key)
-    from rnnkit.training.presets import PRESETS, preset_config
+    from rnnkit.training.presets import preset_config, preset_table
 
     if args.out is not None and not args.out.strip():
         raise UsageError("--out must name a directory, got ''")
     given = set()
     if args.preset:
         config = preset_config(args.preset)
-        given |= dotted_keys(PRESETS[args.preset])
+        given |= dotted_keys(preset_table(args.preset))
     elif args.config or args.task not in (None, "lm"):
         config = Config()
     else:

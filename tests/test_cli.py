@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,22 @@ def test_sigint_writes_a_checkpoint_and_exits_130(tmp_path, long_corpus):
     latest = CheckpointManager(out / "checkpoints").latest()
     assert latest.name == f"step-{results['steps']:08d}"
     assert int(train_rows(out)[-1][0]) == results["steps"]
+
+
+PRESETS = ["addition", "char-default", "char-shakespeare", "date", "ptb-medium",
+           "ptb-small", "sst2", "wikitext2"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_and_its_config_file_give_the_same_run(name):
+    from rnnkit.cli import _build_config, build_parser
+    from rnnkit.training.presets import preset_config
+
+    def config_of(*argv):
+        args, extra = build_parser().parse_known_args(["train", *argv])
+        return _build_config(args, {})[0]
+
+    by_name = config_of("--preset", name)
+    assert by_name == preset_config(name).validate()
+    repo = Path(__file__).resolve().parents[1]
+    assert config_of(str(repo / "configs" / f"{name}.toml")) == by_name

@@ -5,7 +5,7 @@ import pytest
 
 from rnnkit.training.config import (Config, ConfigError, apply_overrides,
                                     config_from_dict, load_toml)
-from rnnkit.training.presets import PRESETS, preset_config
+from rnnkit.training.presets import preset_config, preset_names, preset_path
 from rnnkit.training.schedule import LRSchedule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -44,11 +44,25 @@ def test_unknown_key_in_a_file_names_file_and_key(tmp_path):
         load_toml(path)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_each_preset_has_an_identical_config_file(name):
+def test_the_presets_are_the_files_of_rnnkit_configs():
+    assert preset_names() == ["addition", "char-default", "char-shakespeare", "date",
+                              "ptb-medium", "ptb-small", "sst2", "wikitext2"]
+    # configs/ at the root of the checkout is the same folder, not a copy
+    assert CONFIGS.resolve() == Path(str(preset_path("date"))).parent.resolve()
+
+
+@pytest.mark.parametrize("name", ["addition", "char-default", "char-shakespeare", "date",
+                                  "ptb-medium", "ptb-small", "sst2", "wikitext2"])
+def test_each_preset_is_a_valid_config(name):
     with open(CONFIGS / f"{name}.toml", "rb") as f:
         from_file = config_from_dict(tomllib.load(f))
     assert from_file == preset_config(name).validate()
+
+
+def test_the_presets_ship_as_package_data():
+    with open(CONFIGS.parent / "pyproject.toml", "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    assert "configs/*.toml" in package_data["rnnkit"]
 
 
 def test_unknown_preset():

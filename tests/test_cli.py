@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -121,23 +120,38 @@ def test_checkpoint_of_another_kind_or_corrupted_is_refused(trained, capsys):
     assert "tensors.safetensors' is truncated or corrupted" in err and str(ckpt) in err
 
 
-def run_cli(args, **kwargs):
+# A training run in a child process that signals itself when its step number `at_step`
+# has run: the signal arrives at a known point of the run, with no polling and no clock.
+SIGNAL_AT_STEP = """
+import os, signal, sys
+from rnnkit.cli import main
+from rnnkit.training.trainer import Trainer
+
+at_step, signum = int(sys.argv[1]), getattr(signal, sys.argv[2])
+step = Trainer.step
+
+
+def step_then_signal(self, *batch):
+    loss = step(self, *batch)
+    if self.step_count + 1 == at_step:  # step_count counts the steps before this one
+        os.kill(os.getpid(), signum)
+    return loss
+
+
+Trainer.step = step_then_signal
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def run_cli(args, signal_at=None):
+    """``rnnkit ARGS`` in a child process; ``signal_at=(step, "SIGKILL")`` makes it
+    send itself that signal right after that training step."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    return subprocess.Popen([sys.executable, "-m", "rnnkit.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **kwargs)
-
-
-def wait_for_checkpoint(process, folder, min_step=10, timeout=300):
-    manager = CheckpointManager(folder)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        steps = manager.steps()
-        if steps and steps[-1] >= min_step:
-            return steps[-1]
-        assert process.poll() is None, process.stderr.read()[-2000:]
-        time.sleep(0.005)
-    raise AssertionError("no checkpoint appeared")
+    command = [sys.executable, "-m", "rnnkit.cli", *args]
+    if signal_at is not None:
+        command = [sys.executable, "-c", SIGNAL_AT_STEP, str(signal_at[0]), signal_at[1],
+                   *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 def train_rows(out):
@@ -167,32 +181,30 @@ def test_kill_9_then_resume_gives_the_uninterrupted_curve(tmp_path, long_corpus)
                  *LONG]) == 0
     out = tmp_path / "killed"
     args = ["train", "--data", str(long_corpus), "--out", str(out), *LONG]
-    process = run_cli(args)
-    killed_after = wait_for_checkpoint(process, out / "checkpoints")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
+    # killed in step 15: checkpoint step-10 written, steps 11-14 logged after it
+    killed = run_cli(args, signal_at=(15, "SIGKILL"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert CheckpointManager(out / "checkpoints").steps() == [10]
+    assert len(train_rows(out)) == 14
     resumed = run_cli([*args, "--resume"])
-    _, err = resumed.communicate(timeout=240)
-    assert resumed.returncode == 0, err
-    assert f"resuming from step-{killed_after:08d}" in err
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from step-00000010" in resumed.stderr
     assert train_rows(out) == train_rows(tmp_path / "ref")
     assert len(train_rows(out)) == 2 * 102
 
 
 def test_sigint_writes_a_checkpoint_and_exits_130(tmp_path, long_corpus):
     out = tmp_path / "run"
-    process = run_cli(["train", "--data", str(long_corpus), "--out", str(out), *LONG])
-    wait_for_checkpoint(process, out / "checkpoints")
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    process = run_cli(["train", "--data", str(long_corpus), "--out", str(out), *LONG],
+                      signal_at=(15, "SIGINT"))
+    err = process.stderr
     assert process.returncode == 130, err  # as shells expect: `train && next` stops
     assert "SIGINT: finishing this step, then writing a checkpoint" in err
     assert "stopped (SIGINT)" in err and "--resume" in err
     results = json.loads((out / "results.json").read_text())
-    assert results["stop_reason"] == "SIGINT"
+    assert results["stop_reason"] == "SIGINT" and results["steps"] == 15
     latest = CheckpointManager(out / "checkpoints").latest()
-    assert latest.name == f"step-{results['steps']:08d}"
+    assert latest.name == "step-00000015"
     assert int(train_rows(out)[-1][0]) == results["steps"]
 
 

@@ -1,7 +1,8 @@
-"""The ``rnnkit`` command: ``train``, ``sample``, ``eval`` (and room for more).
+"""The ``rnnkit`` command: ``train``, ``sample``, ``eval``, ``predict``, ``bench``.
 
-Subcommands live in the ``COMMANDS`` table; another module adds one with
-:func:`register` (``rnnkit bench``, ``rnnkit plot``). Bad input -- a missing, empty,
+Subcommands live in the ``COMMANDS`` table; :func:`register` adds one. This module holds
+the language-model side; :mod:`rnnkit.cli_tasks` the classify/tag/seq2seq side, and
+:mod:`rnnkit.cli_run` the run plumbing both share (one way to train and to load). Bad input -- a missing, empty,
 binary or special data file, an unknown preset or config key, a bad config value, an
 output path rnnkit must not write into, a checkpoint of another kind -- is a one-line
 error naming the thing, exit code 2, and nothing is written; anything else a user can

@@ -31,11 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from rnnkit.cells import CellSpec, get_activation
+from rnnkit.cells import FAMILIES, CellSpec, get_activation
 from rnnkit.errors import DTypeError, ShapeError
 from rnnkit.kernels import dispatch
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "LAYERS", "make_layer"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "LAYERS", "layer_class",
+           "make_layer"]
 
 def _check_size(owner, name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -68,17 +69,21 @@ def _make_spec(owner, family, input_size, hidden_size, bias, *, activation, proj
     _check_size(owner, "input_size", input_size, minimum)
     _check_size(owner, "hidden_size", hidden_size, minimum)
     _check_size(owner, "proj_size", proj_size, minimum=0)
-    lstm_options = {"forget_bias": forget_bias, "peephole": peephole,
-                    "layer_norm": layer_norm, "proj_size": proj_size}
-    if family != "lstm":
-        for name, value in lstm_options.items():
-            if value:
-                raise ValueError(f"{owner}: {name} is an LSTM option, got {name}={value!r}")
-    if family != "rnn" and activation is not None:
-        raise ValueError(f"{owner}: activation is an RNN option (LSTM/GRU gates are fixed), "
-                         f"got activation={activation!r}")
-    if family != "gru" and reset_after is not True:
-        raise ValueError(f"{owner}: reset_after is a GRU option, got reset_after={reset_after!r}")
+    family_info = FAMILIES.get(family)
+    if family_info is None:
+        raise ValueError(f"{owner}: cell family must be one of {sorted(FAMILIES)}, "
+                         f"got {family!r}")
+    given = {"forget_bias": forget_bias, "peephole": peephole, "layer_norm": layer_norm,
+             "proj_size": proj_size, "activation": activation,
+             "reset_after": reset_after is not True}  # (True is reset_after's default)
+    for name, value in given.items():
+        if value and name not in family_info.options:
+            owners = " / ".join(sorted(f.layer or f.name.upper() for f in FAMILIES.values()
+                                       if name in f.options)) or "no cell's"
+            article = "an" if owners[0] in "AEFHILMNORSX" else "a"  # an LSTM, a GRU
+            value = reset_after if name == "reset_after" else value
+            raise ValueError(f"{owner}: {name} is {article} {owners} option, "
+                             f"got {name}={value!r}")
     if proj_size > 0 and proj_size >= hidden_size:
         raise ValueError(f"{owner}: proj_size must be smaller than hidden_size={hidden_size}, "
                          f"got {proj_size}")
@@ -586,8 +591,21 @@ class GRUCell(_CellBase):
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
+def layer_class(cell: str) -> type:
+    """The layer class of a registered family: RNN, LSTM, GRU, or for a family registered
+    later (:func:`rnnkit.cells.register_family`) a subclass of the general layer, made
+    once."""
+    if cell not in LAYERS:
+        family = FAMILIES.get(cell)
+        if family is None:
+            raise ValueError(f"cell must be one of {sorted(FAMILIES)}, got {cell!r}")
+        name = family.layer or cell.upper()
+        LAYERS[cell] = type(name, (RNNBase,), {"family": cell, "__module__": __name__,
+                                               "__doc__": f"Multi-layer {name} (family "
+                                                          f"{cell!r})."})
+    return LAYERS[cell]
+
+
 def make_layer(cell: str, *args, **kwargs) -> RNNBase:
     """``make_layer('gru', 10, 20, num_layers=2)``: a layer chosen by its family name."""
-    if cell not in LAYERS:
-        raise ValueError(f"cell must be one of {sorted(LAYERS)}, got {cell!r}")
-    return LAYERS[cell](*args, **kwargs)
+    return layer_class(cell)(*args, **kwargs)

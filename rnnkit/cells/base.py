@@ -1,110 +1,96 @@
-"""What every cell family shares: the spec, activations with their derivatives, layer norm.
+"""What every cell family shares: the spec, and the registry of families.
 
-A *cell family* (``rnn``, ``lstm``, ``gru``) is a module of pure functions:
+A *cell family* (``rnn``, ``lstm``, ``gru`` ...) is a module of pure functions:
 
-* ``project_input(x, params, spec)`` -- the part of the pre-activations that does not
-  depend on the state, for all time steps at once (one GEMM): ``x @ W_ih^T (+ b_ih)``.
 * ``step(x_proj_t, state, params, spec, h_mask)`` -> ``(h_t, new_state, cache)``.
 * ``step_backward(d_h, d_state, cache, params, spec)`` -> ``(d_x_proj_t, d_state_prev,
   d_params)`` -- the hand-derived derivative of one step.
 
+and one :func:`register_family` call (``rnnkit/cells/__init__.py`` makes it for the
+built-in ones) that tells the spec, the kernels, the layers and the CLI about it.
 ``CellSpec`` binds a family to its options and tells the kernels everything they need:
-which parameters exist, their shapes, which state tensors the cell carries.
+which parameters exist, their shapes, which state tensors the cell carries, and
+``project_input``, the part of the pre-activations that does not depend on the state,
+for all time steps at once (one GEMM): ``x @ W_ih^T (+ b_ih)``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Callable
 
 import torch
 
+from rnnkit.cells.activations import (ACTIVATIONS, LN_EPS, Activation, get_activation,
+                                      layer_norm, layer_norm_backward)
+
 __all__ = [
     "Activation",
     "ACTIVATIONS",
+    "CellFamily",
     "CellSpec",
+    "FAMILIES",
     "get_activation",
     "layer_norm",
     "layer_norm_backward",
     "LN_EPS",
+    "register_family",
 ]
 
-LN_EPS = 1e-5
+# the options CellSpec carries beyond sizes and bias, each off by default
+SPEC_OPTIONS = ("activation", "proj_size", "peephole", "layer_norm", "reset_after")
 
 
 @dataclass(frozen=True)
-class Activation:
-    """A nonlinearity and its derivative.
+class CellFamily:
+    """A family as the rest of rnnkit knows it.
 
-    ``derivative(a, y)`` receives both the pre-activation ``a`` and the output
-    ``y = fn(a)``, so tanh and sigmoid can use the cheap forms written in terms of ``y``.
+    Args:
+        name: the ``family`` of its specs, the layer's and the CLI's ``cell`` name.
+        module: its pure functions ``step`` and ``step_backward`` (see this module's doc).
+        gates: gate blocks stacked in W_ih / W_hh (torch order).
+        states: state tensors carried: 1 for ``(h,)``, 2 for ``(h, c)``.
+        options: the CellSpec options it takes (others must stay at their defaults:
+            ``activation`` tanh, ``proj_size`` 0, ``peephole``/``layer_norm`` False,
+            ``reset_after`` True) and the layer options only it has (``forget_bias``).
+        param_shapes: ``spec -> {name: shape}`` when its parameters are not torch.nn's
+            ``weight_ih, weight_hh[, bias_ih, bias_hh]`` (plus the LSTM extras); None for
+            that default.
+        layer: the layer class's name (``LSTM``); default the name in capitals.
     """
 
     name: str
-    fn: Callable[[torch.Tensor], torch.Tensor]
-    derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-    def __reduce_ex__(self, protocol):
-        # a built-in comes back as the very ACTIVATIONS entry (the fused kernel knows those
-        # by identity), not as an equal copy
-        if ACTIVATIONS.get(self.name) is self:
-            return get_activation, (self.name,)
-        return object.__reduce_ex__(self, protocol)
+    module: ModuleType
+    gates: int
+    states: int = 1
+    options: frozenset = frozenset()
+    param_shapes: Callable | None = None
+    layer: str = ""
 
 
-def _tanh_derivative(a, y):
-    # tanh'(a) = 1 - tanh(a)^2
-    return 1 - y * y
+FAMILIES: dict[str, CellFamily] = {}
 
 
-def _relu_derivative(a, y):
-    # relu'(a) = 1 if a > 0 else 0
-    return (a > 0).to(a.dtype)
+def register_family(family: CellFamily) -> CellFamily:
+    """Make a family known to CellSpec, the kernels (bptt and reference run any family;
+    the fused kernel those it has a C++ source for), the layers
+    (:func:`rnnkit.layers.make_layer`) and the CLI's ``--cell``."""
+    for attribute in ("step", "step_backward"):
+        if not callable(getattr(family.module, attribute, None)):
+            raise TypeError(f"register_family: {family.name}'s module must define "
+                            f"{attribute}(...), got {family.module!r}")
+    if family.states not in (1, 2):
+        raise ValueError(f"register_family: states must be 1 (h) or 2 (h, c), "
+                         f"got {family.states}")
+    FAMILIES[family.name] = family
+    return family
 
 
-def _sigmoid_derivative(a, y):
-    # sigmoid'(a) = s(a) (1 - s(a))
-    return y * (1 - y)
-
-
-# module-level functions, not lambdas: a layer holding them pickles (torch.save(model))
-ACTIVATIONS = {
-    "tanh": Activation("tanh", torch.tanh, _tanh_derivative),
-    "relu": Activation("relu", torch.relu, _relu_derivative),
-    "sigmoid": Activation("sigmoid", torch.sigmoid, _sigmoid_derivative),
-}
-
-
-@dataclass(frozen=True)
-class _PreActivationDerivative:
-    """A user's ``derivative(a)`` as ``derivative(a, y)``; picklable when it is."""
-
-    derivative: Callable[[torch.Tensor], torch.Tensor]
-
-    def __call__(self, a, y):
-        return self.derivative(a)
-
-
-def get_activation(activation, owner: str = "RNN") -> Activation:
-    """Resolve ``'tanh' | 'relu' | 'sigmoid' | (fn, derivative) | Activation``.
-
-    A user pair ``(fn, derivative)`` takes ``derivative(a)`` of the pre-activation.
-    """
-    if isinstance(activation, Activation):
-        return activation
-    if isinstance(activation, str):
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"{owner}: activation must be one of {sorted(ACTIVATIONS)} or a "
-                f"(function, derivative) pair, got {activation!r}")
-        return ACTIVATIONS[activation]
-    if (isinstance(activation, (tuple, list)) and len(activation) == 2
-            and all(callable(f) for f in activation)):
-        fn, derivative = activation
-        name = getattr(fn, "__name__", "custom")
-        return Activation(name, fn, _PreActivationDerivative(derivative))
-    raise ValueError(
-        f"{owner}: activation must be one of {sorted(ACTIVATIONS)} or a "
-        f"(function, derivative) pair, got {activation!r}")
+def _family(name: str) -> CellFamily:
+    family = FAMILIES.get(name)
+    if family is None:
+        raise ValueError(f"CellSpec: family must be one of {sorted(FAMILIES)}, got {name!r}")
+    return family
 
 
 def _default_activation():
@@ -140,7 +126,7 @@ class CellSpec:
     @property
     def gates(self) -> int:
         """Number of gate blocks stacked in W_ih / W_hh (torch order)."""
-        return {"rnn": 1, "lstm": 4, "gru": 3}[self.family]
+        return _family(self.family).gates
 
     @property
     def output_size(self) -> int:
@@ -150,18 +136,20 @@ class CellSpec:
     @property
     def state_sizes(self) -> tuple[int, ...]:
         """Sizes of the state tensors in the one documented order: (h,) or (h, c)."""
-        if self.family == "lstm":
+        if _family(self.family).states == 2:
             return (self.output_size, self.hidden_size)
-        return (self.hidden_size,)
+        return (self.output_size,)
 
     @property
     def module(self):
         """The family module holding the pure step functions."""
-        from rnnkit.cells import gru, lstm, rnn
-        return {"rnn": rnn, "lstm": lstm, "gru": gru}[self.family]
+        return _family(self.family).module
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter names (torch.nn names first, then rnnkit extras) and shapes."""
+        custom = _family(self.family).param_shapes
+        if custom is not None:
+            return dict(custom(self))
         G, H, P = self.gates * self.hidden_size, self.hidden_size, self.output_size
         shapes = {"weight_ih": (G, self.input_size), "weight_hh": (G, P)}
         if self.bias:
@@ -214,31 +202,3 @@ class CellSpec:
             grads["bias_ih"] = d_flat.sum(0)
         d_x = (d_flat @ params["weight_ih"]).view_as(x)
         return d_x, grads
-
-
-def layer_norm(x: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor):
-    """y = gain ⊙ (x - mean(x)) / sqrt(var(x) + eps) + shift over the last dim.
-
-    Returns ``(y, cache)``; ``cache = (x_hat, inv_std)`` is what the backward needs.
-    """
-    mean = x.mean(-1, keepdim=True)
-    centered = x - mean
-    var = (centered * centered).mean(-1, keepdim=True)
-    inv_std = torch.rsqrt(var + LN_EPS)
-    x_hat = centered * inv_std
-    return x_hat * gain + shift, (x_hat, inv_std)
-
-
-def layer_norm_backward(d_y: torch.Tensor, cache, gain: torch.Tensor):
-    """Derivative of ``layer_norm``: returns ``(d_x, d_gain, d_shift)``.
-
-    With x̂ = (x - μ)/σ and n features:
-    d_x = (1/σ) (d_x̂ - mean(d_x̂) - x̂ · mean(d_x̂ ⊙ x̂)), d_x̂ = d_y ⊙ gain.
-    """
-    x_hat, inv_std = cache
-    d_x_hat = d_y * gain
-    d_x = inv_std * (d_x_hat - d_x_hat.mean(-1, keepdim=True)
-                     - x_hat * (d_x_hat * x_hat).mean(-1, keepdim=True))
-    d_gain = (d_y * x_hat).sum(0)
-    d_shift = d_y.sum(0)
-    return d_x, d_gain, d_shift

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnkit.cells.base import layer_norm, layer_norm_backward
+from rnnkit.cells.activations import layer_norm, layer_norm_backward
 
 __all__ = ["lstm_step", "lstm_step_backward", "step", "step_backward"]
 

@@ -119,8 +119,8 @@ def test_matches_reference_over_several_backward_chunks(family, scenario, seq_le
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("case", spec_cases(), ids=lambda c: c[0])
 def test_inference_entry_point_matches_reference(case, scenario, dtype, monkeypatch):
-    """Without gradients cpu.run calls the library's plain entry point (rnnkit_cpu.forward),
-    cached packed weights included; same results as the reference and as the op."""
+    """Without gradients cpu.run calls the library's plain entry point (rnnkit_cpu.forward);
+    same results as the reference."""
     _, spec = case
     calls = []
     entry = cpu._EXT["forward"]
@@ -201,9 +201,9 @@ def test_inference_saves_nothing():
     x, state0 = random_inputs(spec, 4, 2)
     with torch.no_grad():
         outputs, _ = cpu.run(spec, x, state0, params)
-    _, _, _, saved = torch.ops.rnnkit.lstm_forward(
-        x.detach(), state0[0].detach(), state0[1].detach(), list(params.values()), [], None,
-        None, None, None, False, False, True, False, False, 0)
+    _, _, saved = torch.ops.rnnkit.cell_forward(
+        x.detach(), [s.detach() for s in state0], list(params.values()), [], None,
+        [None, None], None, False, False, cpu.ops.kernel_options(spec))
     assert saved == []
     torch.testing.assert_close(outputs, reference.run(spec, x, state0, params)[0])
 
@@ -211,41 +211,38 @@ def test_inference_saves_nothing():
 # --- The ops themselves: opcheck and gradcheck. ---
 
 def _op_cases():
-    """(op name, spec, extra flags) for every forward op and option set."""
+    """A spec for every family and option set of the ops."""
     return [
-        ("lstm", CellSpec("lstm", 3, 4)),
-        ("lstm", CellSpec("lstm", 3, 4, peephole=True, proj_size=2, layer_norm=True)),
-        ("gru", CellSpec("gru", 3, 4)),
-        ("gru", CellSpec("gru", 3, 4, reset_after=False)),
-        ("rnn", CellSpec("rnn", 3, 4, activation=get_activation("relu"))),
+        CellSpec("lstm", 3, 4),
+        CellSpec("lstm", 3, 4, peephole=True, proj_size=2, layer_norm=True),
+        CellSpec("gru", 3, 4),
+        CellSpec("gru", 3, 4, reset_after=False),
+        CellSpec("rnn", 3, 4, activation=get_activation("relu")),
     ]
 
 
 def _op_args(spec, save=True, masks=False, seq_len=3, batch=2, packed=False):
+    """The arguments of rnnkit::cell_forward for ``spec``."""
     params = random_params(spec)
     x, state0 = random_inputs(spec, seq_len, batch)
     param_list = list(params.values())
-    packed_list = cpu._packed_list(spec, param_list, backward=False) if packed else []
+    packed_list = cpu.ops.packed_list(spec, param_list, backward=False) if packed else []
     T, B = seq_len, batch
     mask = torch.ones(T, B, dtype=x.dtype) if masks else None
     keeps = [torch.full((T, B, s), 0.8, dtype=x.dtype) if masks else None
              for s in spec.state_sizes]
     h_mask = torch.full((B, spec.output_size), 1.25, dtype=x.dtype) if masks else None
-    if spec.family == "lstm":
-        return (x, *state0, param_list, packed_list, mask, *keeps, h_mask, False, save,
-                spec.bias, spec.peephole, spec.layer_norm, spec.proj_size)
-    flag = spec.reset_after if spec.family == "gru" else 1
-    return (x, *state0, param_list, packed_list, mask, keeps[0], h_mask, True, save, spec.bias,
-            flag)
+    return (x, list(state0), param_list, packed_list, mask, keeps, h_mask, spec.family != "lstm",
+            save, cpu.ops.kernel_options(spec))
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed"])
 @pytest.mark.parametrize("masks", [False, True], ids=["plain", "masks"])
 @pytest.mark.parametrize("index", range(len(_op_cases())))
 def test_opcheck_forward(index, masks, packed):
-    family, spec = _op_cases()[index]
-    op = getattr(torch.ops.rnnkit, f"{family}_forward")
-    torch.library.opcheck(op, _op_args(spec, masks=masks, packed=packed))
+    spec = _op_cases()[index]
+    torch.library.opcheck(torch.ops.rnnkit.cell_forward,
+                          _op_args(spec, masks=masks, packed=packed))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -272,25 +269,22 @@ def test_library_is_built_with_openmp():
 @pytest.mark.parametrize("grads", ["all", "outputs-only"])
 @pytest.mark.parametrize("index", range(len(_op_cases())))
 def test_opcheck_backward(index, grads):
-    family, spec = _op_cases()[index]
-    args = [a.detach() if torch.is_tensor(a) else a for a in _op_args(spec, masks=True)]
-    args = [[p.detach() for p in a] if isinstance(a, list) else a for a in args]
-    state_count = len(spec.state_sizes)
-    forward = getattr(torch.ops.rnnkit, f"{family}_forward")
-    outputs, *final, saved = forward(*args)
-    x, h0, params = args[0], args[1], args[1 + state_count]
-    options = args[3 + state_count:]
-    flag_count = 4 if family == "lstm" else 2
+    spec = _op_cases()[index]
+    x, state0, params, _, mask, keeps, h_mask, reverse, save, options = _op_args(spec,
+                                                                              masks=True)
+    x, state0 = x.detach(), [s.detach() for s in state0]
+    params = [p.detach() for p in params]
+    outputs, final, saved = torch.ops.rnnkit.cell_forward(x, state0, params, [], mask, keeps,
+                                                          h_mask, reverse, save, options)
     d_final = [torch.randn_like(s) if grads == "all" else None for s in final]
-    backward_args = (torch.randn_like(outputs), *d_final, x, h0, outputs, params, [], saved,
-                     *options[:-flag_count - 1], *options[-flag_count:])
-    op = getattr(torch.ops.rnnkit, f"{family}_backward")
-    torch.library.opcheck(op, backward_args)
+    backward_args = (torch.randn_like(outputs), d_final, x, state0, outputs, params, [], saved,
+                     mask, keeps, h_mask, reverse, options)
+    torch.library.opcheck(torch.ops.rnnkit.cell_backward, backward_args)
 
 
 @pytest.mark.parametrize("index", range(len(_op_cases())))
 def test_gradcheck(index):
-    family, spec = _op_cases()[index]
+    spec = _op_cases()[index]
     params = random_params(spec)
     x, state0 = random_inputs(spec, 3, 2)
     gen = torch.Generator().manual_seed(7)

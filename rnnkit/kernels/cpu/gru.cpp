@@ -5,43 +5,10 @@
 // Saved, indexed by position t: gates r|z|n (T,B,3H) (written over the input projection)
 // and extra (T,B,H) = W_hn h̃ + b_hn (reset_after) or r ⊙ h̃ (reset_before); h_{t-1} is the
 // previous output (PrevState), not saved.
-#include "common.h"
+#include "family.h"
 
 namespace rnnkit {
 namespace {
-
-struct GruParams {
-  at::Tensor w_ih, w_hh, b_ih, b_hh;
-  index_t T, B, I, H;
-};
-
-GruParams parse_params(at::TensorList params, const at::Tensor& x, const at::Tensor& h0,
-                       bool bias) {
-  TORCH_CHECK(params.size() == (bias ? 4u : 2u), "rnnkit gru: params must hold ",
-              bias ? 4 : 2, " tensors, got ", params.size());
-  for (const auto& t : params) {
-    TORCH_CHECK(t.scalar_type() == x.scalar_type(), "rnnkit gru: params must have the dtype "
-                "of x (", x.scalar_type(), "), got ", t.scalar_type());
-  }
-  TORCH_CHECK(x.dim() == 3, "rnnkit gru: x must be (T, B, H_in), got ", x.sizes());
-  // empty sizes run on the reference kernel (rnnkit/kernels/cpu/__init__.py); here they
-  // would divide by zero in the work splits and index past the end of empty buffers
-  TORCH_CHECK(x.size(0) > 0 && x.size(1) > 0 && x.size(2) > 0, "rnnkit gru: x must have T, B and "
-              "H_in > 0, got ", x.sizes());
-  GruParams p;
-  p.w_ih = params[0].contiguous();
-  p.w_hh = params[1].contiguous();
-  if (bias) { p.b_ih = params[2].contiguous(); p.b_hh = params[3].contiguous(); }
-  p.T = x.size(0); p.B = x.size(1); p.I = x.size(2); p.H = p.w_hh.size(1);
-  TORCH_CHECK(p.w_ih.sizes() == at::IntArrayRef({3 * p.H, p.I}) &&
-              p.w_hh.sizes() == at::IntArrayRef({3 * p.H, p.H}),
-              "rnnkit gru: weight_ih must be (3H, H_in) and weight_hh (3H, H), got ",
-              p.w_ih.sizes(), " and ", p.w_hh.sizes());
-  TORCH_CHECK(p.H > 0, "rnnkit gru: hidden size must be > 0, got weight_hh ", p.w_hh.sizes());
-  TORCH_CHECK(h0.sizes() == at::IntArrayRef({p.B, p.H}), "rnnkit gru: h0 must be (", p.B,
-              ", ", p.H, "), got ", h0.sizes());
-  return p;
-}
 
 // --- One row (one batch element) of a step; plain loops the compiler vectorizes. ---
 
@@ -154,7 +121,7 @@ void reset_before_state_grad_row(const T* __restrict d_rec, const T* __restrict 
 
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
-    const at::Tensor& x, const at::Tensor& h0, const GruParams& p, at::TensorList packed,
+    const at::Tensor& x, const at::Tensor& h0, const GateWeights& p, at::TensorList packed,
     const Sequence<T>& seq, bool save, bool reset_after) {
   const index_t T_ = p.T, B = p.B, H = p.H, G = 3 * H, rows = T_ * B;
   const auto opts = x.options();
@@ -190,11 +157,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
-    const T* src = h_d;
-    if (seq.h_mask) {
-      apply_mask(h_in_d, h_d, seq.h_mask, B * H);
-      src = h_in_d;
-    }
+    const T* src = recurrent_input(h_d, seq.h_mask, h_in_d, B * H);
     // r and z blocks (and the n block when reset_after) of h̃ W_hh^T
     matmul(B, src, H, 1, w_hh_t, hh_d, G);
     T* extra_t = extra_s.at(t);
@@ -224,7 +187,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     const at::Tensor& d_out, const std::optional<at::Tensor>& d_h_n, const at::Tensor& x,
-    const at::Tensor& h0, const at::Tensor& output, const GruParams& p, at::TensorList packed,
+    const at::Tensor& h0, const at::Tensor& output, const GateWeights& p, at::TensorList packed,
     at::TensorList saved, const Sequence<T>& seq, bool reset_after) {
   const index_t T_ = p.T, B = p.B, H = p.H, G = 3 * H, rows = T_ * B;
   TORCH_CHECK(saved.size() == 2, "rnnkit gru_backward: saved must hold 2 tensors, got ",
@@ -330,41 +293,25 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   return {d_x, d_h, grads};
 }
 
+ForwardResult forward(const SequenceArgs& a, bool save) {
+  return single_state_forward(a, 3, "gru", [&](auto type, const auto& x, const auto& h0,
+                                                           const auto& p, const auto& seq) {
+    return forward_impl<decltype(type)>(x, h0, p, a.packed, seq, save, a.options.reset_after);
+  });
+}
+
+BackwardResult backward(const SequenceArgs& a, const BackwardArgs& g) {
+  return single_state_backward(a, g, 3, "gru", [&](auto type, const auto& d_out,
+                                                               const auto& d_h_n, const auto& x,
+                                                               const auto& h0, const auto& output,
+                                                               const auto& p, const auto& seq) {
+    return backward_impl<decltype(type)>(d_out, d_h_n, x, h0, output, p, a.packed, g.saved, seq,
+                                         a.options.reset_after);
+  });
+}
+
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> gru_forward(
-    const at::Tensor& x_in, const at::Tensor& h0, at::TensorList params, at::TensorList packed,
-    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
-    const std::optional<at::Tensor>& h_mask, bool reverse, bool save, bool bias,
-    bool reset_after) {
-  check_input(x_in, "x");
-  const auto x = x_in.contiguous();
-  const auto p = parse_params(params, x, h0, bias);
-  const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_gru_forward", [&] {
-    return forward_impl<scalar_t>(x, like_x(h0, x), p, packed, seq.get<scalar_t>(),
-                                  save, reset_after);
-  });
-}
-
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> gru_backward(
-    const std::optional<at::Tensor>& d_output, const std::optional<at::Tensor>& d_h_n,
-    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& output,
-    at::TensorList params, at::TensorList packed, at::TensorList saved,
-    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
-    const std::optional<at::Tensor>& h_mask, bool reverse, bool bias, bool reset_after) {
-  check_input(x_in, "x");
-  const auto x = x_in.contiguous();
-  const auto p = parse_params(params, x, h0, bias);
-  TORCH_CHECK(output.sizes() == at::IntArrayRef({p.T, p.B, p.H}), "rnnkit gru_backward: output "
-              "must be (", p.T, ", ", p.B, ", ", p.H, "), got ", output.sizes());
-  const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
-  const auto d_out = prepare_output_grad(d_output, x);
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_gru_backward", [&] {
-    return backward_impl<scalar_t>(d_out, d_h_n, x, h0.to(x.scalar_type()).contiguous(),
-                                   output.to(x.scalar_type()).contiguous(), p, packed, saved,
-                                   seq.get<scalar_t>(), reset_after);
-  });
-}
+RNNKIT_REGISTER_FAMILY(1, gru, forward, backward)
 
 }  // namespace rnnkit

@@ -12,7 +12,7 @@
 // Backward: the reverse recurrence with one GEMM per step (two with proj); dW_ih, dW_hh,
 // dW_hr and dx as big GEMMs over chunks of steps as the recurrence completes them
 // (ChunkPlan in common.h), so the gradient of every step's pre-activations is never held.
-#include "common.h"
+#include "family.h"
 
 namespace rnnkit {
 namespace {
@@ -398,11 +398,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
     if (save) std::memcpy(c_prev.data_ptr<T>() + t * B * H, c_d, sizeof(T) * B * H);
-    const T* src = h_d;
-    if (seq.h_mask) {
-      apply_mask(h_in_d, h_d, seq.h_mask, B * P);
-      src = h_in_d;
-    }
+    const T* src = recurrent_input(h_d, seq.h_mask, h_in_d, B * P);
     matmul(B, src, P, 1, w_hh_t, hh_d, G);  // h̃ W_hh^T (B, 4H)
     for_rows(B, G, [&](index_t b) {
       T* hh = hh_d + b * G;
@@ -651,52 +647,50 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> backward
   return {d_x, d_h, d_c, grads};
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_forward(
-    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& c0,
-    at::TensorList params, at::TensorList packed, const std::optional<at::Tensor>& mask,
-    const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& keep_c,
-    const std::optional<at::Tensor>& h_mask, bool reverse, bool save, bool bias,
-    bool peephole, bool layer_norm, int64_t proj_size) {
-  check_input(x_in, "x");
-  const auto x = x_in.contiguous();
-  const auto p = parse_params(params, x, bias, peephole, layer_norm, proj_size);
-  const auto s = check_sizes(x, p, proj_size);
+// The parameters and sizes of one call, checked against x and the states.
+std::pair<LstmParams, Sizes> checked(const SequenceArgs& a) {
+  const CellOptions& o = a.options;
+  TORCH_CHECK(a.state0.size() == 2, "rnnkit lstm: state0 must hold (h0, c0), got ",
+              a.state0.size(), " tensors");
+  auto p = parse_params(a.params, a.x, o.bias, o.peephole, o.layer_norm, o.proj_size);
+  const auto s = check_sizes(a.x, p, o.proj_size);
+  const at::Tensor &h0 = a.state0[0], &c0 = a.state0[1];
   TORCH_CHECK(h0.sizes() == at::IntArrayRef({s.B, s.P}) &&
                   c0.sizes() == at::IntArrayRef({s.B, s.H}),
               "rnnkit lstm: h0 must be (", s.B, ", ", s.P, ") and c0 (", s.B, ", ", s.H,
               "), got ", h0.sizes(), " and ", c0.sizes());
-  const auto seq = prepare_sequence(x, s.P, s.H, reverse, mask, keep_h, keep_c, h_mask);
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_forward", [&] {
-    return forward_impl<scalar_t>(x, like_x(h0, x), like_x(c0, x), p, packed,
-                                  s, seq.get<scalar_t>(), save);
+  return {std::move(p), s};
+}
+
+ForwardResult forward(const SequenceArgs& a, bool save) {
+  const auto [p, s] = checked(a);
+  const auto seq = prepare_sequence(a.x, s.P, s.H, a.reverse, a.mask, a.keep(0), a.keep(1),
+                                    a.h_mask);
+  return AT_DISPATCH_FLOATING_TYPES(a.x.scalar_type(), "rnnkit_lstm_forward", [&] {
+    auto [outputs, h, c, saved] = forward_impl<scalar_t>(
+        a.x, like_x(a.state0[0], a.x), like_x(a.state0[1], a.x), p, a.packed, s,
+        seq.get<scalar_t>(), save);
+    return ForwardResult{outputs, {h, c}, saved};
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> lstm_backward(
-    const std::optional<at::Tensor>& d_output, const std::optional<at::Tensor>& d_h_n,
-    const std::optional<at::Tensor>& d_c_n, const at::Tensor& x_in, const at::Tensor& h0,
-    const at::Tensor& output, at::TensorList params, at::TensorList packed,
-    at::TensorList saved, const std::optional<at::Tensor>& mask,
-    const std::optional<at::Tensor>& keep_h, const std::optional<at::Tensor>& keep_c,
-    const std::optional<at::Tensor>& h_mask, bool reverse, bool bias, bool peephole,
-    bool layer_norm, int64_t proj_size) {
-  check_input(x_in, "x");
-  const auto x = x_in.contiguous();
-  const auto p = parse_params(params, x, bias, peephole, layer_norm, proj_size);
-  const auto s = check_sizes(x, p, proj_size);
-  TORCH_CHECK(h0.sizes() == at::IntArrayRef({s.B, s.P}) &&
-                  output.sizes() == at::IntArrayRef({s.T, s.B, s.P}),
-              "rnnkit lstm_backward: h0 must be (", s.B, ", ", s.P, ") and output (", s.T, ", ",
-              s.B, ", ", s.P, "), got ", h0.sizes(), " and ", output.sizes());
-  const auto seq = prepare_sequence(x, s.P, s.H, reverse, mask, keep_h, keep_c, h_mask);
-  const auto d_out = prepare_output_grad(d_output, x);
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_backward", [&] {
-    return backward_impl<scalar_t>(d_out, d_h_n, d_c_n, x, h0.to(x.scalar_type()).contiguous(),
-                                   output.to(x.scalar_type()).contiguous(), p, packed, s,
-                                   saved, seq.get<scalar_t>());
+BackwardResult backward(const SequenceArgs& a, const BackwardArgs& g) {
+  const auto [p, s] = checked(a);
+  TORCH_CHECK(g.output.sizes() == at::IntArrayRef({s.T, s.B, s.P}), "rnnkit lstm_backward: "
+              "output must be (", s.T, ", ", s.B, ", ", s.P, "), got ", g.output.sizes());
+  const auto seq = prepare_sequence(a.x, s.P, s.H, a.reverse, a.mask, a.keep(0), a.keep(1),
+                                    a.h_mask);
+  const auto d_out = prepare_output_grad(g.d_output, a.x);
+  return AT_DISPATCH_FLOATING_TYPES(a.x.scalar_type(), "rnnkit_lstm_backward", [&] {
+    auto [d_x, d_h, d_c, d_params] = backward_impl<scalar_t>(
+        d_out, g.d_state(0), g.d_state(1), a.x, like_x(a.state0[0], a.x).contiguous(),
+        like_x(g.output, a.x).contiguous(), p, a.packed, s, g.saved, seq.get<scalar_t>());
+    return BackwardResult{d_x, {d_h, d_c}, d_params};
   });
 }
+
+}  // namespace
+
+RNNKIT_REGISTER_FAMILY(0, lstm, forward, backward)
 
 }  // namespace rnnkit

@@ -3,7 +3,7 @@
 // rnnkit/kernels/common.py. Saved, indexed by position t: h̃ (T,B,H) with zoneout only (it
 // is written over the input projection); otherwise nothing: h̃_t is the output y_t at every
 // step inside the sequence and h_{t-1} is the previous output (PrevState).
-#include "common.h"
+#include "family.h"
 
 namespace rnnkit {
 namespace {
@@ -49,44 +49,9 @@ void activation_grad_row(T* __restrict d, const T* __restrict y, index_t H, int6
   }
 }
 
-struct RnnParams {
-  at::Tensor w_ih, w_hh, b_ih, b_hh;
-  index_t T, B, I, H;
-};
-
-RnnParams parse_params(at::TensorList params, const at::Tensor& x, const at::Tensor& h0,
-                       bool bias, int64_t activation) {
-  TORCH_CHECK(activation >= kTanh && activation <= kSigmoid, "rnnkit rnn: activation must "
-              "be 0 (tanh), 1 (relu) or 2 (sigmoid), got ", activation);
-  TORCH_CHECK(params.size() == (bias ? 4u : 2u), "rnnkit rnn: params must hold ",
-              bias ? 4 : 2, " tensors, got ", params.size());
-  for (const auto& t : params) {
-    TORCH_CHECK(t.scalar_type() == x.scalar_type(), "rnnkit rnn: params must have the dtype "
-                "of x (", x.scalar_type(), "), got ", t.scalar_type());
-  }
-  TORCH_CHECK(x.dim() == 3, "rnnkit rnn: x must be (T, B, H_in), got ", x.sizes());
-  // empty sizes run on the reference kernel (rnnkit/kernels/cpu/__init__.py); here they
-  // would divide by zero in the work splits and index past the end of empty buffers
-  TORCH_CHECK(x.size(0) > 0 && x.size(1) > 0 && x.size(2) > 0, "rnnkit rnn: x must have T, B and "
-              "H_in > 0, got ", x.sizes());
-  RnnParams p;
-  p.w_ih = params[0].contiguous();
-  p.w_hh = params[1].contiguous();
-  if (bias) { p.b_ih = params[2].contiguous(); p.b_hh = params[3].contiguous(); }
-  p.T = x.size(0); p.B = x.size(1); p.I = x.size(2); p.H = p.w_hh.size(1);
-  TORCH_CHECK(p.w_ih.sizes() == at::IntArrayRef({p.H, p.I}) &&
-              p.w_hh.sizes() == at::IntArrayRef({p.H, p.H}),
-              "rnnkit rnn: weight_ih must be (H, H_in) and weight_hh (H, H), got ",
-              p.w_ih.sizes(), " and ", p.w_hh.sizes());
-  TORCH_CHECK(p.H > 0, "rnnkit rnn: hidden size must be > 0, got weight_hh ", p.w_hh.sizes());
-  TORCH_CHECK(h0.sizes() == at::IntArrayRef({p.B, p.H}), "rnnkit rnn: h0 must be (", p.B,
-              ", ", p.H, "), got ", h0.sizes());
-  return p;
-}
-
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
-    const at::Tensor& x, const at::Tensor& h0, const RnnParams& p, at::TensorList packed,
+    const at::Tensor& x, const at::Tensor& h0, const GateWeights& p, at::TensorList packed,
     const Sequence<T>& seq, bool save, int64_t act) {
   const index_t T_ = p.T, B = p.B, H = p.H, rows = T_ * B;
   const auto opts = x.options();
@@ -110,11 +75,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
 
   for (index_t k = 0; k < T_; ++k) {
     const index_t t = seq.position(k);
-    const T* src = h_d;
-    if (seq.h_mask) {
-      apply_mask(h_in_d, h_d, seq.h_mask, B * H);
-      src = h_in_d;
-    }
+    const T* src = recurrent_input(h_d, seq.h_mask, h_in_d, B * H);
     matmul(B, src, H, 1, w_hh_t, pre_d, H);  // h̃ W_hh^T (B, H)
     for_rows(B, H, [&](index_t b) {
       const index_t row = t * B + b;
@@ -130,7 +91,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> forward_impl(
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
     const at::Tensor& d_out, const std::optional<at::Tensor>& d_h_n, const at::Tensor& x,
-    const at::Tensor& h0, const at::Tensor& output, const RnnParams& p, at::TensorList packed,
+    const at::Tensor& h0, const at::Tensor& output, const GateWeights& p, at::TensorList packed,
     at::TensorList saved, const Sequence<T>& seq, int64_t act) {
   const index_t T_ = p.T, B = p.B, H = p.H, rows = T_ * B;
   const size_t expected = seq.keep_h ? 1 : 0;
@@ -188,41 +149,31 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> backward_impl(
   return {d_x, d_h, grads};
 }
 
+ForwardResult forward(const SequenceArgs& a, bool save) {
+  const int64_t act = a.options.activation;
+  TORCH_CHECK(act >= kTanh && act <= kSigmoid, "rnnkit rnn: activation must be 0 (tanh), "
+              "1 (relu) or 2 (sigmoid), got ", act);
+  return single_state_forward(a, 1, "rnn", [&](auto type, const auto& x, const auto& h0,
+                                                           const auto& p, const auto& seq) {
+    return forward_impl<decltype(type)>(x, h0, p, a.packed, seq, save, act);
+  });
+}
+
+BackwardResult backward(const SequenceArgs& a, const BackwardArgs& g) {
+  const int64_t act = a.options.activation;
+  TORCH_CHECK(act >= kTanh && act <= kSigmoid, "rnnkit rnn: activation must be 0 (tanh), "
+              "1 (relu) or 2 (sigmoid), got ", act);
+  return single_state_backward(a, g, 1, "rnn", [&](auto type, const auto& d_out,
+                                                               const auto& d_h_n, const auto& x,
+                                                               const auto& h0, const auto& output,
+                                                               const auto& p, const auto& seq) {
+    return backward_impl<decltype(type)>(d_out, d_h_n, x, h0, output, p, a.packed, g.saved, seq,
+                                         act);
+  });
+}
+
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_forward(
-    const at::Tensor& x_in, const at::Tensor& h0, at::TensorList params, at::TensorList packed,
-    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
-    const std::optional<at::Tensor>& h_mask, bool reverse, bool save, bool bias,
-    int64_t activation) {
-  check_input(x_in, "x");
-  const auto x = x_in.contiguous();
-  const auto p = parse_params(params, x, h0, bias, activation);
-  const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_rnn_forward", [&] {
-    return forward_impl<scalar_t>(x, like_x(h0, x), p, packed, seq.get<scalar_t>(),
-                                  save, activation);
-  });
-}
-
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_backward(
-    const std::optional<at::Tensor>& d_output, const std::optional<at::Tensor>& d_h_n,
-    const at::Tensor& x_in, const at::Tensor& h0, const at::Tensor& output,
-    at::TensorList params, at::TensorList packed, at::TensorList saved,
-    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep_h,
-    const std::optional<at::Tensor>& h_mask, bool reverse, bool bias, int64_t activation) {
-  check_input(x_in, "x");
-  const auto x = x_in.contiguous();
-  const auto p = parse_params(params, x, h0, bias, activation);
-  TORCH_CHECK(output.sizes() == at::IntArrayRef({p.T, p.B, p.H}), "rnnkit rnn_backward: output "
-              "must be (", p.T, ", ", p.B, ", ", p.H, "), got ", output.sizes());
-  const auto seq = prepare_sequence(x, p.H, p.H, reverse, mask, keep_h, std::nullopt, h_mask);
-  const auto d_out = prepare_output_grad(d_output, x);
-  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_rnn_backward", [&] {
-    return backward_impl<scalar_t>(d_out, d_h_n, x, h0.to(x.scalar_type()).contiguous(),
-                                   output.to(x.scalar_type()).contiguous(), p, packed, saved,
-                                   seq.get<scalar_t>(), activation);
-  });
-}
+RNNKIT_REGISTER_FAMILY(2, rnn, forward, backward)
 
 }  // namespace rnnkit

@@ -30,6 +30,7 @@ __all__ = [
     "CellFamily",
     "CellSpec",
     "FAMILIES",
+    "FusedKernel",
     "get_activation",
     "layer_norm",
     "layer_norm_backward",
@@ -39,6 +40,18 @@ __all__ = [
 
 # the options CellSpec carries beyond sizes and bias, each off by default
 SPEC_OPTIONS = ("activation", "proj_size", "peephole", "layer_norm", "reset_after")
+
+
+@dataclass(frozen=True)
+class FusedKernel:
+    """How a family's fused C++ kernel is known: ``code``, the code its .cpp registers
+    (``RNNKIT_REGISTER_FAMILY`` in rnnkit/kernels/cpu/family.h), and
+    ``saved_shapes(options, x, state0, keeps)``, the shapes of the tensors its forward
+    saves for backward (the ops' fake implementation under torch.compile needs them);
+    ``options`` is the integer list of :func:`rnnkit.kernels.cpu.ops.kernel_options`."""
+
+    code: int
+    saved_shapes: Callable
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,7 @@ class CellFamily:
             ``weight_ih, weight_hh[, bias_ih, bias_hh]`` (plus the LSTM extras); None for
             that default.
         layer: the layer class's name (``LSTM``); default the name in capitals.
+        fused: its fused C++ kernel, or None (it then runs on the bptt kernel).
     """
 
     name: str
@@ -66,6 +80,7 @@ class CellFamily:
     options: frozenset = frozenset()
     param_shapes: Callable | None = None
     layer: str = ""
+    fused: FusedKernel | None = None
 
 
 FAMILIES: dict[str, CellFamily] = {}
@@ -79,6 +94,12 @@ def register_family(family: CellFamily) -> CellFamily:
         if not callable(getattr(family.module, attribute, None)):
             raise TypeError(f"register_family: {family.name}'s module must define "
                             f"{attribute}(...), got {family.module!r}")
+    if family.fused is not None:
+        for other in FAMILIES.values():
+            if other.fused is not None and other.fused.code == family.fused.code \
+                    and other.name != family.name:
+                raise ValueError(f"register_family: fused code {family.fused.code} is "
+                                 f"{other.name}'s, got it again for {family.name!r}")
     if family.states not in (1, 2):
         raise ValueError(f"register_family: states must be 1 (h) or 2 (h, c), "
                          f"got {family.states}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["gru_step", "gru_step_backward", "step", "step_backward"]
+__all__ = ["fused_saved_shapes", "gru_step", "gru_step_backward", "step", "step_backward"]
 
 
 def gru_step(x_proj, h, params, spec, h_mask=None):
@@ -106,3 +106,10 @@ def step_backward(d_h, d_state, cache, params, spec):
     d_h_total = d_state[0] if d_h is None else d_h + d_state[0]
     d_x_proj, d_h_prev, grads = gru_step_backward(d_h_total, cache, params, spec)
     return d_x_proj, (d_h_prev,), grads
+
+
+def fused_saved_shapes(options, x, state0, keeps):
+    """Shapes of what the fused kernel's forward saves (rnnkit/kernels/cpu/gru.cpp): the
+    gates r|z|n and W_hn h + b_hn (reset_after) or r ⊙ h (reset before)."""
+    T, B, H = x.size(0), x.size(1), state0[0].size(1)
+    return [(T, B, 3 * H), (T, B, H)]

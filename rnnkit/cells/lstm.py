@@ -34,7 +34,7 @@ import torch
 
 from rnnkit.cells.activations import layer_norm, layer_norm_backward
 
-__all__ = ["lstm_step", "lstm_step_backward", "step", "step_backward"]
+__all__ = ["fused_saved_shapes", "lstm_step", "lstm_step_backward", "step", "step_backward"]
 
 
 def _recurrent_preactivation(x_proj, h_in, params, spec):
@@ -150,3 +150,16 @@ def step_backward(d_h, d_state, cache, params, spec):
     d_x_proj, d_h_prev, d_c_prev, grads = lstm_step_backward(
         d_h_total, d_state[1], cache, params, spec)
     return d_x_proj, (d_h_prev, d_c_prev), grads
+
+
+def fused_saved_shapes(options, x, state0, keeps):
+    """Shapes of what the fused kernel's forward saves (rnnkit/kernels/cpu/lstm.cpp):
+    c_{t-1} and the gates (or x̂_ih), with layer norm 1/σ_ih, x̂_hh, 1/σ_hh, with a
+    projection m; ``options`` as rnnkit.kernels.cpu.ops.kernel_options."""
+    T, B, H = x.size(0), x.size(1), state0[1].size(1)
+    shapes = [(T, B, H), (T, B, 4 * H)]
+    if options[3]:  # layer_norm
+        shapes += [(T, B), (T, B, 4 * H), (T, B)]
+    if options[4] > 0:  # proj_size
+        shapes.append((T, B, H))
+    return shapes

@@ -17,7 +17,7 @@ Backward (one step), with d_h the gradient arriving at h_t:
 """
 from __future__ import annotations
 
-__all__ = ["rnn_step", "rnn_step_backward", "step", "step_backward"]
+__all__ = ["fused_saved_shapes", "rnn_step", "rnn_step_backward", "step", "step_backward"]
 
 
 def rnn_step(x_proj, h, weight_hh, bias_hh, activation, h_mask=None):
@@ -62,3 +62,10 @@ def step_backward(d_h, d_state, cache, params, spec):
     if spec.bias:
         grads["bias_hh"] = d_bias
     return d_x_proj, (d_h_prev,), grads
+
+
+def fused_saved_shapes(options, x, state0, keeps):
+    """Shapes of what the fused kernel's forward saves (rnnkit/kernels/cpu/rnn.cpp): the
+    candidate h̃ with zoneout, else nothing (it is the output)."""
+    T, B, H = x.size(0), x.size(1), state0[0].size(1)
+    return [(T, B, H)] if keeps and keeps[0] is not None else []

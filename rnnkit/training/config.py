@@ -43,7 +43,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: str = "lstm"         # "lstm" | "gru" | "rnn"
+    cell: str = "lstm"         # "lstm" | "gru" | "rnn" | any registered family
     embed_size: int = 256
     hidden_size: int = 256
     num_layers: int = 2
@@ -121,7 +121,9 @@ class Config:
 
     def validate(self):
         """Raise ConfigError naming the first bad value."""
-        _choice("model.cell", self.model.cell, ("lstm", "gru", "rnn"))
+        from rnnkit.cells import FAMILIES  # every registered family (register_family)
+
+        _choice("model.cell", self.model.cell, tuple(FAMILIES))
         _choice("data.level", self.data.level, ("", "char", "word"))
         _choice("optim.optimizer", self.optim.optimizer, ("sgd", "adam", "adamw"))
         _choice("optim.schedule", self.optim.schedule,
@@ -194,10 +196,10 @@ def layer_option_defaults(cell):
     constructor's keyword arguments, minus those the models set)."""
     import inspect
 
-    from rnnkit.layers import LAYERS
+    from rnnkit.layers import layer_class
 
     defaults = {}
-    for cls in reversed(LAYERS[cell].__mro__):
+    for cls in reversed(layer_class(cell).__mro__):
         if "__init__" in vars(cls) and cls.__module__.startswith("rnnkit"):
             for name, parameter in inspect.signature(vars(cls)["__init__"]).parameters.items():
                 if name not in _MODEL_SET:

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.data.seq import pack_padded_sequence
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
@@ -76,17 +75,6 @@ def test_wrong_hx():
     cell = rnnkit.GRUCell(3, 4)
     with pytest.raises(ValueError, match=r"GRUCell: hx must have shape \(2, 4\), got \(2, 5\)"):
         cell(torch.randn(2, 3), torch.zeros(2, 5))
-
-
-def test_unsorted_lengths_with_enforce_sorted():
-    x = torch.randn(5, 3, 2)
-    with pytest.raises(ValueError, match=r"lengths must be sorted in decreasing order when "
-                                         r"enforce_sorted=True, got \[3, 5, 2\]"):
-        pack_padded_sequence(x, [3, 5, 2])
-    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 5\], got \[6, 5, 2\]"):
-        pack_padded_sequence(x, [6, 5, 2])
-    packed = pack_padded_sequence(x, [3, 5, 2], enforce_sorted=False)
-    assert packed.batch_sizes.tolist() == [3, 3, 2, 1, 1]
 
 
 def test_dropout_with_one_layer_warns_like_torch():

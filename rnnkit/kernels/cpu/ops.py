@@ -2,76 +2,31 @@
 take them, fake (shape) implementations, and one autograd formula.
 
 ``rnnkit::cell_forward`` / ``rnnkit::cell_backward`` serve every family (ops.cpp); a
-family is known here by a :class:`FusedFamily`: its code in the C++ registry (family.h,
+family is known here by the :class:`~rnnkit.cells.FusedKernel` it registered with
+(:func:`rnnkit.cells.register_family`): its code in the C++ registry (family.h,
 ``RNNKIT_REGISTER_FAMILY``) and the shapes of what its forward saves, which the fake
 implementation needs under torch.compile.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
+from rnnkit.cells import FAMILIES
 from rnnkit.cells.activations import ACTIVATIONS
 
-__all__ = ["FusedFamily", "FUSED_FAMILIES", "register_fused_family", "kernel_options",
-           "register_ops", "panel_width", "packed_list"]
+__all__ = ["kernel_options", "register_ops", "panel_width", "packed_list"]
 
 
-@dataclass(frozen=True)
-class FusedFamily:
-    """A family the C++ library runs: ``code`` as registered in C++, and
-    ``saved_shapes(options, x, state0, keeps)``, the shapes of its forward's saved tensors
-    (options as :func:`kernel_options` gives them)."""
-
-    code: int
-    saved_shapes: Callable
-
-
-def _lstm_saved(options, x, state0, keeps):
-    T, B, H = x.size(0), x.size(1), state0[1].size(1)
-    shapes = [(T, B, H), (T, B, 4 * H)]
-    if options[3]:  # layer_norm
-        shapes += [(T, B), (T, B, 4 * H), (T, B)]
-    if options[4] > 0:  # proj_size
-        shapes.append((T, B, H))
-    return shapes
-
-
-def _gru_saved(options, x, state0, keeps):
-    T, B, H = x.size(0), x.size(1), state0[0].size(1)
-    return [(T, B, 3 * H), (T, B, H)]
-
-
-def _rnn_saved(options, x, state0, keeps):
-    T, B, H = x.size(0), x.size(1), state0[0].size(1)
-    return [(T, B, H)] if keeps and keeps[0] is not None else []
-
-
-FUSED_FAMILIES = {
-    "lstm": FusedFamily(0, _lstm_saved),
-    "gru": FusedFamily(1, _gru_saved),
-    "rnn": FusedFamily(2, _rnn_saved),
-}
 _ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
-
-
-def register_fused_family(name: str, family: FusedFamily):
-    """Tell the Python side about a family whose .cpp registers ``family.code``."""
-    taken = {f.code: n for n, f in FUSED_FAMILIES.items()}
-    if family.code in taken and taken[family.code] != name:
-        raise ValueError(f"register_fused_family: code {family.code} is {taken[family.code]}'s, "
-                         f"got it again for {name!r}")
-    FUSED_FAMILIES[name] = family
 
 
 def kernel_options(spec):
     """The cell's options as the C++ kernels take them (family.h, CellOptions):
     ``[family, bias, peephole, layer_norm, proj_size, reset_after, activation]``; None when
     the cell cannot run there (a family without a fused kernel, a user's activation)."""
-    fused = FUSED_FAMILIES.get(spec.family)
+    family = FAMILIES.get(spec.family)
+    fused = family.fused if family is not None else None
     if fused is None:
         return None
     activation = _ACTIVATION_CODES.get(spec.activation.name)
@@ -85,17 +40,17 @@ def kernel_options(spec):
 
 # --- Fake implementations and the autograd formula. ---
 
-def _family_of(options):
+def _fused_of(options):
     code = options[0]
-    for family in FUSED_FAMILIES.values():
-        if family.code == code:
-            return family
+    for family in FAMILIES.values():
+        if family.fused is not None and family.fused.code == code:
+            return family.fused
     raise ValueError(f"rnnkit: no fused family has code {code}")
 
 
 def _forward_fake(x, state0, params, packed, mask, keeps, h_mask, reverse, save, options):
     T, B = x.size(0), x.size(1)
-    saved = ([x.new_empty(s) for s in _family_of(options).saved_shapes(options, x, state0, keeps)]
+    saved = ([x.new_empty(s) for s in _fused_of(options).saved_shapes(options, x, state0, keeps)]
              if save else [])
     return x.new_empty(T, B, state0[0].size(1)), [s.new_empty(s.shape) for s in state0], saved
 

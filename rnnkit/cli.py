@@ -1,8 +1,8 @@
-"""The ``rnnkit`` command: ``train``, ``sample``, ``eval``, ``predict``, ``bench``.
+"""The ``rnnkit`` command: ``train``, ``sample``, ``eval``, ``predict``, ``bench``, ``plot``.
 
 Subcommands live in the ``COMMANDS`` table; :func:`register` adds one. This module holds
 the language-model side; :mod:`rnnkit.cli_tasks` the classify/tag/seq2seq side, and
-:mod:`rnnkit.cli_run` the run plumbing both share (one way to train and to load). Bad input -- a missing, empty,
+:mod:`rnnkit.cli_run` the run plumbing both share (one way to train and to load); :mod:`rnnkit.cli_plot` the figures. Bad input -- a missing, empty,
 binary or special data file, an unknown preset or config key, a bad config value, an
 output path rnnkit must not write into, a checkpoint of another kind -- is a one-line
 error naming the thing, exit code 2, and nothing is written; anything else a user can
@@ -296,6 +296,21 @@ def _run_predict(args, overrides):
 
 register("predict", "label, tag or translate one input with a task checkpoint",
          _predict_arguments, _run_predict)
+
+
+# ------------------------------------------------------------------------- plot
+def _plot_arguments(p):
+    from rnnkit.cli_plot import plot_arguments
+    plot_arguments(p)
+
+
+def _run_plot(args, overrides):
+    from rnnkit.cli_plot import run_plot
+    return run_plot(args, overrides)
+
+
+register("plot", "draw a figure: gradients, clipping, curves, gates (rnnkit.cli_plot)",
+         _plot_arguments, _run_plot)
 
 
 # ------------------------------------------------------------------------- main

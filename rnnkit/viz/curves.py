@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "plot_clipping"]
 
 
 def plot_curves(metrics_csv, png_path, title=None):
@@ -36,6 +36,36 @@ def plot_curves(metrics_csv, png_path, title=None):
     ax.set_title(title or Path(metrics_csv).parent.name)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def plot_clipping(runs, png_path, title=None):
+    """Side by side, the per-step training loss (log scale) of runs given as
+    :func:`rnnkit.training.exploding.exploding_run` results (left: no clipping, right:
+    clipped); a run that ended on a non-finite loss is marked where it stopped."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), dpi=110,
+                             sharey=True, squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        finite = [(i + 1, v) for i, v in enumerate(run["loss"]) if v is not None]
+        if finite:
+            ax.semilogy(*zip(*finite), linewidth=1.2)
+        if not run["finite"]:
+            ax.axvline(len(run["loss"]), color="red", linestyle="--", linewidth=1,
+                       label=f"non-finite at step {len(run['loss'])}")
+            ax.legend()
+        ax.set_title(f"clip {run['clip']:g}" if run["clip"] else "no clipping")
+        ax.set_xlabel("SGD step")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("training loss (MSE)")
+    fig.suptitle(title or "exploding gradients and clipping")
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)

@@ -49,6 +49,8 @@ struct Packed {
 // Pack B (k x n, element (p, j) at b[p * rsb + j * csb]) for products with `rows` rows of
 // A in all; below kPackRows rows (a decoding step) packing costs more than it saves, unless
 // the packed weights are cached across calls (rnnkit::pack_weight, see packed_or_pack).
+// (Measured for x W^T at H = 256: the register-blocked dot products of matmul_unpacked
+// beat packing up to about 16 rows, and cost 2x packing plus the tiled product at 64.)
 constexpr index_t kPackRows = 16;
 
 template <typename T>
@@ -341,8 +343,9 @@ inline void dot_block(index_t k, const T* a, index_t rsa, const T* b, index_t cs
   }
 }
 
-// Rows [0, m) of A (m <= 4) times columns [j0, j1) of B (contiguous in p), dot_block by
-// dot_block: a single row takes four columns at a time, more rows two.
+// Rows [0, R) of A times columns [j0, j1) of B (contiguous in p), dot_block by dot_block:
+// a single row takes four columns at a time, more rows two (R x 2 accumulators: up to
+// kTileRows rows fit the register file with the two columns and a row of A).
 template <typename T, int R>
 inline void dot_rows(index_t k, const T* a, index_t rsa, const T* b, index_t csb, T* c,
                      index_t ldc, index_t j0, index_t j1, bool accumulate) {
@@ -359,7 +362,8 @@ inline void dot_rows(index_t k, const T* a, index_t rsa, const T* b, index_t csb
 // Blocks of columns of C are split across threads in a fixed partition, each column
 // computed by one thread in a fixed order, so results do not depend on the thread count.
 // rsb == 1 and csa == 1 (x W^T, both row-major): register-blocked dot products, every row
-// of W read once for up to four rows of A. csb == 1 (rows of B contiguous): c_i += a_ip b_p.
+// of W read once for up to kTileRows rows of A. csb == 1 (rows of B contiguous):
+// c_i += a_ip b_p.
 template <typename T>
 void matmul_unpacked(index_t m, const T* a, index_t rsa, index_t csa, const Packed<T>& b, T* c,
                      index_t ldc, bool accumulate) {
@@ -382,14 +386,18 @@ void matmul_unpacked(index_t m, const T* a, index_t rsa, index_t csa, const Pack
       return;
     }
     if (csa == 1) {
-      for (index_t i = 0; i < m; i += 4) {
+      for (index_t i = 0; i < m; i += kTileRows) {
         const T* ai = a + i * rsa;
         T* ci = c + i * ldc;
-        switch (std::min<index_t>(4, m - i)) {
+        switch (std::min<index_t>(kTileRows, m - i)) {
           case 1: dot_rows<T, 1>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
           case 2: dot_rows<T, 2>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
           case 3: dot_rows<T, 3>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
-          default: dot_rows<T, 4>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate);
+          case 4: dot_rows<T, 4>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
+          case 5: dot_rows<T, 5>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
+          case 6: dot_rows<T, 6>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
+          case 7: dot_rows<T, 7>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate); break;
+          default: dot_rows<T, 8>(k, ai, rsa, b.raw, b.csb, ci, ldc, j0, j1, accumulate);
         }
       }
       return;

@@ -59,9 +59,25 @@ def _train_arguments(p):
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint")
-    p.add_argument("--task", choices=("lm", "classify", "tag", "seq2seq"),
+    p.add_argument("--task", choices=("lm", "classify", "tag", "seq2seq", "forecast"),
                    help="what to train (default: the preset's, else lm); classify/tag "
-                        "read label<TAB>text lines, seq2seq source<TAB>target lines")
+                        "read label<TAB>text lines, seq2seq source<TAB>target lines, "
+                        "forecast a CSV with a header")
+    _forecast_arguments(p)
+
+
+def _forecast_arguments(p):
+    g = p.add_argument_group("forecast (--task forecast --data FILE.csv)")
+    g.add_argument("--target", help="the column to forecast")
+    g.add_argument("--features", help="other input columns, comma-separated")
+    g.add_argument("--horizon", type=int, help="steps ahead H (default 1)")
+    g.add_argument("--window", type=int, help="rows of history W (default 24)")
+    g.add_argument("--season", type=int, help="season S of the seasonal-naive baseline")
+    g.add_argument("--fill", choices=("interpolate",),
+                   help="fill NA cells linearly (default: an NA cell is an error)")
+
+
+_FORECAST_FLAGS = ("target", "features", "horizon", "window", "season", "fill")
 
 
 def _build_config(args, overrides):
@@ -93,7 +109,8 @@ def _build_config(args, overrides):
         raise UsageError("--valid and --test need --data")
     for key, value in (("task.task", args.task), ("train.out", args.out),
                        ("train.epochs", args.epochs),
-                       ("train.max_minutes", args.max_minutes), ("train.seed", args.seed)):
+                       ("train.max_minutes", args.max_minutes), ("train.seed", args.seed),
+                       *((f"task.{k}", getattr(args, k, None)) for k in _FORECAST_FLAGS)):
         if value is not None:
             flags[key] = str(value)
     config = apply_overrides(config, {k: v for k, v in flags.items() if k.startswith("data.")})
@@ -109,6 +126,9 @@ def _build_config(args, overrides):
 
 def _run_train(args, overrides):
     config, explicit, given = _build_config(args, overrides)
+    if config.task.task == "forecast":
+        from rnnkit.cli_forecast import run_forecast_train
+        return run_forecast_train(args, config, explicit, given)
     if config.task.task != "lm":
         from rnnkit.cli_tasks import run_task_train
         return run_task_train(args, config, explicit, given)
@@ -244,6 +264,9 @@ def _run_eval(args, overrides):
 
     at_least("--batch-size", args.batch_size, 1)
     at_least("--bptt", args.bptt, 0, " (0 = the run's own)")
+    from rnnkit.cli_forecast import is_forecast_checkpoint, run_forecast_eval
+    if is_forecast_checkpoint(args.checkpoint[0]):
+        return run_forecast_eval(args)
     if is_task_checkpoint(args.checkpoint[0]):
         return run_task_eval(args)
     if len(args.checkpoint) > 1:
@@ -290,11 +313,17 @@ def _predict_arguments(p):
 
 
 def _run_predict(args, overrides):
+    from rnnkit.cli_forecast import run_forecast_predict
     from rnnkit.cli_tasks import run_predict
+    if args.data is not None:
+        if args.text is not None or len(args.checkpoint) > 1:
+            raise UsageError("predict: a forecaster takes no text; give --data FILE.csv")
+        return run_forecast_predict(args)
     return run_predict(args, overrides)
 
 
-register("predict", "label, tag or translate one input with a task checkpoint",
+register("predict", "label, tag or translate one input with a task checkpoint; "
+         "forecast the rows after a CSV with a forecaster",
          _predict_arguments, _run_predict)
 
 

@@ -194,11 +194,14 @@ def predict_arguments(p):
     p.add_argument("checkpoint", nargs="+",
                    help="a run directory or one checkpoint directory; several classify or "
                         "tag runs predict as one ensemble")
-    p.add_argument("text", help="the input: a sentence, or a source sequence")
+    p.add_argument("text", nargs="?",
+                   help="the input: a sentence, or a source sequence (none for a forecaster)")
     p.add_argument("--beam", type=int, default=0, help="beam size (default: the run's)")
     p.add_argument("--unknown", choices=("unk", "error"), default=None,
                    help="unknown symbols: map to <unk> or refuse (default: the run's)")
     p.add_argument("--attention-png", help="save the attention heatmap here (seq2seq)")
+    p.add_argument("--data", help="forecaster: the CSV whose next rows to forecast")
+    p.add_argument("--png", help="forecaster: plot history, test forecasts and forecast here")
 
 
 def run_predict(args, overrides):
@@ -208,6 +211,12 @@ def run_predict(args, overrides):
     from rnnkit.data.tasks import encode_tokens, tokens_of
     from rnnkit.training.rundir import check_output_file
 
+    if args.text is None:  # "RUN TEXT" parses as two checkpoints (nargs "+" then "?")
+        if len(args.checkpoint) < 2:
+            raise UsageError("predict: give the input text after the checkpoint")
+        args.text = args.checkpoint.pop()
+    if args.data or args.png:
+        raise UsageError("predict: --data and --png are for forecasters")
     at_least("--beam", args.beam, 0, " (0 = the run's own)")
     if args.attention_png is not None:
         check_output_file(args.attention_png, "--attention-png")

@@ -109,6 +109,14 @@ class TaskConfig:
     word_dropout: float = 0.0  # training: each source token -> <unk> with this probability
     lm_weight: float = 0.0     # classify: weight of the auxiliary language-model loss
     unknown: str = "unk"       # predict: unknown symbols -> "unk" | "error"
+    target: str = ""           # forecast: the CSV column to predict
+    features: str = ""         # forecast: other input columns, comma-separated
+    horizon: int = 1           # forecast: steps ahead (H)
+    window: int = 24           # forecast: rows of history read (W)
+    season: int = 0            # forecast: season length for seasonal naive; 0 = none
+    strategy: str = "direct"   # forecast: "direct" (H outputs) | "seq2seq" (decoder)
+    forecast_loss: str = "mse"  # forecast: "mse" | "mae" (on the scaled target)
+    fill: str = ""             # forecast: NA cells: "" = error | "interpolate"
 
 
 @dataclass
@@ -130,21 +138,26 @@ class Config:
                 ("constant", "step", "plateau", "cosine"))
         _choice("train.loss_reduction", self.train.loss_reduction, ("mean", "sum_over_time"))
         _choice("train.progress", self.train.progress, ("auto", "bar", "log", "off"))
-        _choice("task.task", self.task.task, ("lm", "classify", "tag", "seq2seq"))
+        _choice("task.task", self.task.task,
+                ("lm", "classify", "tag", "seq2seq", "forecast"))
         _choice("task.pooling", self.task.pooling, ("last", "mean", "max", "attention"))
         _choice("task.attention", self.task.attention,
                 ("", "dot", "general", "additive", "scaled_dot"))
         _choice("task.unknown", self.task.unknown, ("unk", "error"))
+        _choice("task.strategy", self.task.strategy, ("direct", "seq2seq"))
+        _choice("task.forecast_loss", self.task.forecast_loss, ("mse", "mae"))
+        _choice("task.fill", self.task.fill, ("", "interpolate"))
         for key in ("model.embed_size", "model.hidden_size", "model.num_layers",
                     "train.epochs", "train.batch_size", "train.bptt",
                     "train.eval_batch_size", "train.log_every", "task.beam_size",
-                    "task.min_count"):
+                    "task.min_count", "task.horizon", "task.window"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: must be >= 1, got {_get(self, key)}")
         # 0 means "off" / "default" for these (documented at the fields); negative is not
         for key in ("optim.decay_start", "optim.patience", "optim.warmup_steps",
                     "train.threads", "train.checkpoint_every", "train.keep_checkpoints",
-                    "train.sample_length", "task.mlp_size", "task.max_length"):
+                    "train.sample_length", "task.mlp_size", "task.max_length",
+                    "task.season"):
             if _get(self, key) < 0:
                 raise ConfigError(f"config key {key}: must be >= 0, got {_get(self, key)}")
         for key in ("optim.lr",):

@@ -181,15 +181,83 @@ def _curves_arguments(p):
 
 
 def _run_curves(args):
-    raise UsageError("plot curves: not written yet")
+    from rnnkit.training.metrics import read_metrics
+    from rnnkit.viz.curves import plot_runs, run_summary
+
+    _check_png(args.out)
+    runs = {}
+    for run in args.runs:
+        metrics = Path(run) / "metrics.csv"
+        if not metrics.is_file():
+            raise UsageError(f"plot curves: {run!r} has no metrics.csv (is it an rnnkit "
+                             f"run directory?)")
+        label = Path(run).resolve().name
+        while label in runs:
+            label += "'"
+        runs[label] = read_metrics(metrics)
+    plot_runs(runs, args.out)
+    summary = [{"run": run, "label": label, **run_summary(rows)}
+               for run, (label, rows) in zip(args.runs, runs.items())]
+    return _say_json(args.out, {"runs": summary, "out": args.out})
 
 
 # ------------------------------------------------------------------------- gates
 def _gates_arguments(p):
     p.add_argument("run", help="a trained char-level language-model run")
-    p.add_argument("--text", required=True, help="the text to run the model over")
+    text = p.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="the text to run the model over")
+    text.add_argument("--text-file", help="read the text from this file")
+    p.add_argument("--max-chars", type=int, default=5000,
+                   help="use at most this many characters of the text")
+    p.add_argument("--find", choices=("quotes", "line-position", "brackets"),
+                   help="rank the units by their correlation with this signal")
+    p.add_argument("--layer", type=int, default=-1,
+                   help="the layer of the PNG heatmaps (default: the last)")
+    p.add_argument("--units", type=int, default=32, help="units shown in the PNG")
     p.add_argument("--out", required=True, help="FILE.png (heatmaps) or FILE.html")
 
 
+def _gates_text(args):
+    from rnnkit.data.text import read_text
+
+    text = args.text if args.text is not None else read_text(args.text_file)
+    text = text[:args.max_chars]
+    if not text:
+        raise UsageError("plot gates: the text is empty")
+    return text
+
+
 def _run_gates(args):
-    raise UsageError("plot gates: not written yet")
+    from rnnkit.viz.gates import (gates_html, plot_gates, rank_units, state_of,
+                                  text_signal, trace_gates)
+
+    at_least("--max-chars", args.max_chars, 1)
+    at_least("--units", args.units, 1)
+    _check_png(args.out, suffixes=(".png", ".html"))
+    text = _gates_text(args)
+    model, vocab, _, ckpt = _load_lm(args.run)
+    if vocab.level != "char":
+        raise UsageError(f"plot gates: {args.run!r} is a word-level model; gates are "
+                         f"drawn for char-level models")
+    layers = trace_gates(model, vocab.encode(list(text)))
+    if not -len(layers) <= args.layer < len(layers):
+        raise UsageError(f"--layer must be in [-{len(layers)}, {len(layers) - 1}], got "
+                         f"{args.layer}")
+    ranked = rank_units(layers, text_signal(text, args.find)) if args.find else None
+    if args.out.lower().endswith(".html"):
+        gates_html(layers, text, args.out, ranked, args.find,
+                   title=f"rnnkit gates: {Path(args.run).resolve().name}")
+    else:
+        layer_index = args.layer % len(layers)
+        best = [r["unit"] for r in ranked or [] if r["layer"] == layer_index]
+        hidden = layers[layer_index]["hidden"].size(1)
+        units = (best + [u for u in range(hidden) if u not in best])[:args.units]
+        plot_gates(layers, text, args.out, args.layer, units)
+    means = [{name: float(v.mean()) for name, v in layer["gates"].items()}
+             for layer in layers]
+    spread = [float(state_of(layer).abs().max()) for layer in layers]
+    return _say_json(args.out, {"checkpoint": str(ckpt), "cell": model.rnn.family,
+                                "characters": len(text), "layers": len(layers),
+                                "hidden_size": layers[0]["hidden"].size(1),
+                                "gate_means": means, "state_max_abs": spread,
+                                "find": args.find, "ranked": ranked, "out": args.out})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["plot_curves", "plot_clipping"]
+__all__ = ["plot_curves", "plot_clipping", "plot_runs", "run_summary"]
 
 
 def plot_curves(metrics_csv, png_path, title=None):
@@ -66,6 +66,48 @@ def plot_clipping(runs, png_path, title=None):
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("training loss (MSE)")
     fig.suptitle(title or "exploding gradients and clipping")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def run_summary(rows):
+    """The numbers of one run's metrics rows: steps, last train loss, best valid loss
+    (and its step), test loss when logged."""
+    train = [r for r in rows if r["split"] == "train" and r["loss"] is not None]
+    valid = [r for r in rows if r["split"] == "valid" and r["loss"] is not None]
+    test = [r for r in rows if r["split"] == "test" and r["loss"] is not None]
+    best = min(valid, key=lambda r: r["loss"]) if valid else None
+    return {"steps": int(max((r["step"] for r in rows), default=0)),
+            "last_train_loss": train[-1]["loss"] if train else None,
+            "best_valid_loss": best["loss"] if best else None,
+            "best_valid_step": int(best["step"]) if best else None,
+            "test_loss": test[-1]["loss"] if test else None}
+
+
+def plot_runs(runs, png_path, title=None):
+    """Training (lines) and validation (dots) loss of several runs on one figure, one
+    colour per run. ``runs``: ``{label: rows of read_metrics}``; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for k, (label, rows) in enumerate(runs.items()):
+        colour = f"C{k % 10}"
+        for split, style, extra in (("train", "-", ""), ("valid", "o--", " (valid)")):
+            points = [(r["step"], r["loss"]) for r in rows
+                      if r["split"] == split and r["loss"] is not None]
+            if points:
+                ax.plot(*zip(*points), style, color=colour, markersize=4, linewidth=1.1,
+                        alpha=0.8 if split == "train" else 1.0, label=label + extra)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "training (lines) and validation (dots)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)

@@ -59,11 +59,13 @@ def _train_arguments(p):
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint")
-    p.add_argument("--task", choices=("lm", "classify", "tag", "seq2seq", "forecast"),
+    p.add_argument("--task", choices=("lm", "classify", "tag", "seq2seq", "forecast",
+                                      "adding", "copy"),
                    help="what to train (default: the preset's, else lm); classify/tag "
                         "read label<TAB>text lines, seq2seq source<TAB>target lines, "
-                        "forecast a CSV with a header")
+                        "forecast a CSV with a header; adding/copy generate their data")
     _forecast_arguments(p)
+    _memory_arguments(p)
 
 
 def _forecast_arguments(p):
@@ -78,6 +80,11 @@ def _forecast_arguments(p):
 
 
 _FORECAST_FLAGS = ("target", "features", "horizon", "window", "season", "fill")
+
+
+def _memory_arguments(p):
+    g = p.add_argument_group("long-range memory (--task adding|copy, no --data)")
+    g.add_argument("--length", type=int, help="sequence length T (default 100)")
 
 
 def _build_config(args, overrides):
@@ -110,7 +117,8 @@ def _build_config(args, overrides):
     for key, value in (("task.task", args.task), ("train.out", args.out),
                        ("train.epochs", args.epochs),
                        ("train.max_minutes", args.max_minutes), ("train.seed", args.seed),
-                       *((f"task.{k}", getattr(args, k, None)) for k in _FORECAST_FLAGS)):
+                       *((f"task.{k}", getattr(args, k, None)) for k in _FORECAST_FLAGS),
+                       ("task.length", getattr(args, "length", None))):
         if value is not None:
             flags[key] = str(value)
     config = apply_overrides(config, {k: v for k, v in flags.items() if k.startswith("data.")})
@@ -129,6 +137,9 @@ def _run_train(args, overrides):
     if config.task.task == "forecast":
         from rnnkit.cli_forecast import run_forecast_train
         return run_forecast_train(args, config, explicit, given)
+    if config.task.task in ("adding", "copy"):
+        from rnnkit.cli_memory import run_memory_train
+        return run_memory_train(args, config, explicit, given)
     if config.task.task != "lm":
         from rnnkit.cli_tasks import run_task_train
         return run_task_train(args, config, explicit, given)
@@ -240,8 +251,9 @@ def _eval_arguments(p):
     p.add_argument("checkpoint", nargs="+",
                    help="a run directory or one checkpoint directory; several classify "
                         "or tag runs are evaluated as one ensemble (probabilities averaged)")
-    p.add_argument("--data", required=True,
-                   help="a text file, or a dataset name (its test split)")
+    p.add_argument("--data",
+                   help="a text file, or a dataset name (its test split); none for "
+                        "adding/copy runs (their test set is generated)")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--bptt", type=int, default=0, help="default: the run's own")
 
@@ -264,6 +276,12 @@ def _run_eval(args, overrides):
 
     at_least("--batch-size", args.batch_size, 1)
     at_least("--bptt", args.bptt, 0, " (0 = the run's own)")
+    from rnnkit.cli_memory import is_memory_checkpoint, run_memory_eval
+    if is_memory_checkpoint(args.checkpoint[0]):
+        return run_memory_eval(args)
+    if args.data is None:
+        raise UsageError("eval: --data is required (a text file or dataset name; a CSV "
+                         "for a forecaster)")
     from rnnkit.cli_forecast import is_forecast_checkpoint, run_forecast_eval
     if is_forecast_checkpoint(args.checkpoint[0]):
         return run_forecast_eval(args)

@@ -117,6 +117,8 @@ class TaskConfig:
     strategy: str = "direct"   # forecast: "direct" (H outputs) | "seq2seq" (decoder)
     forecast_loss: str = "mse"  # forecast: "mse" | "mae" (on the scaled target)
     fill: str = ""             # forecast: NA cells: "" = error | "interpolate"
+    length: int = 100          # adding / copy: sequence length T (data/memory.py)
+    epoch_batches: int = 100   # adding / copy: generated training batches per epoch
 
 
 @dataclass
@@ -139,7 +141,7 @@ class Config:
         _choice("train.loss_reduction", self.train.loss_reduction, ("mean", "sum_over_time"))
         _choice("train.progress", self.train.progress, ("auto", "bar", "log", "off"))
         _choice("task.task", self.task.task,
-                ("lm", "classify", "tag", "seq2seq", "forecast"))
+                ("lm", "classify", "tag", "seq2seq", "forecast", "adding", "copy"))
         _choice("task.pooling", self.task.pooling, ("last", "mean", "max", "attention"))
         _choice("task.attention", self.task.attention,
                 ("", "dot", "general", "additive", "scaled_dot"))
@@ -150,7 +152,8 @@ class Config:
         for key in ("model.embed_size", "model.hidden_size", "model.num_layers",
                     "train.epochs", "train.batch_size", "train.bptt",
                     "train.eval_batch_size", "train.log_every", "task.beam_size",
-                    "task.min_count", "task.horizon", "task.window"):
+                    "task.min_count", "task.horizon", "task.window", "task.length",
+                    "task.epoch_batches"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: must be >= 1, got {_get(self, key)}")
         # 0 means "off" / "default" for these (documented at the fields); negative is not

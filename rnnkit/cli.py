@@ -360,6 +360,21 @@ register("plot", "draw a figure: gradients, clipping, curves, gates (rnnkit.cli_
          _plot_arguments, _run_plot)
 
 
+# ------------------------------------------------------------------------- hopfield
+def _hopfield_arguments(p):
+    from rnnkit.cli_hopfield import hopfield_arguments
+    hopfield_arguments(p)
+
+
+def _run_hopfield(args, overrides):
+    from rnnkit.cli_hopfield import run_hopfield
+    return run_hopfield(args)
+
+
+register("hopfield", "Hopfield networks: capacity curve, recall demo (rnnkit.cli_hopfield)",
+         _hopfield_arguments, _run_hopfield)
+
+
 # ------------------------------------------------------------------------- main
 def _parse_overrides(extra):
     """``["--model.hidden_size=650", "--lr", "0.1"]`` -> ``{"model.hidden_size": "650",

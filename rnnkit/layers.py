@@ -35,8 +35,8 @@ from rnnkit.cells import FAMILIES, CellSpec, get_activation
 from rnnkit.errors import DTypeError, ShapeError
 from rnnkit.kernels import dispatch
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "LAYERS", "layer_class",
-           "make_layer"]
+__all__ = ["RNN", "LSTM", "GRU", "IndRNN", "SRU", "QRNN", "MinGRU", "MinLSTM", "RNNCell",
+           "LSTMCell", "GRUCell", "LAYERS", "layer_class", "make_layer"]
 
 def _check_size(owner, name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -90,7 +90,8 @@ def _make_spec(owner, family, input_size, hidden_size, bias, *, activation, proj
     if forget_bias != 0 and not bias:
         raise ValueError(f"{owner}: forget_bias={forget_bias} needs bias=True, got bias=False")
     return CellSpec(family, input_size, hidden_size, bias=bias,
-                    activation=get_activation(activation or "tanh", owner),
+                    activation=get_activation(activation or family_info.default_activation,
+                                              owner),
                     proj_size=proj_size, peephole=bool(peephole),
                     layer_norm=bool(layer_norm), reset_after=bool(reset_after))
 
@@ -155,17 +156,34 @@ def _module_params(module, attributes):
         return {name: getattr(module, attr) for name, attr in attributes.items()}
 
 
+def _exposed_states(family):
+    """How a family's layer shows its state: "both" (LSTM's (h, c)), or the index of the
+    one state hx and h_n are (0: h; SRU and QRNN carry (h, c) and expose c)."""
+    info = FAMILIES[family]
+    if info.public_state is not None:
+        return info.public_state
+    return "both" if info.states == 2 else 0
+
+
 def _parse_hx(owner, family, hx, shapes, like):
-    """The user's hx as a tuple of state tensors, each checked against its shape."""
-    if family == "lstm":
+    """The user's hx as a tuple of all state tensors, each checked against its shape; a
+    state the layer does not expose starts at zeros."""
+    exposed = _exposed_states(family)
+    if exposed == "both":
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise TypeError(f"{owner}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
         states, names = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
-    else:
-        states, names = (hx,), ("hx",)
-    for value, name, shape in zip(states, names, shapes):
-        _check_state(owner, name, value, shape, like)
-    return states
+        for value, name, shape in zip(states, names, shapes):
+            _check_state(owner, name, value, shape, like)
+        return states
+    _check_state(owner, "hx", hx, shapes[exposed], like)
+    return tuple(hx if i == exposed else like.new_zeros(shape) for i, shape in enumerate(shapes))
+
+
+def _exposed(family, state):
+    """The state a layer returns: (h, c) for LSTM, else the one exposed tensor."""
+    exposed = _exposed_states(family)
+    return state if exposed == "both" else state[exposed]
 
 
 class RNNBase(nn.Module):
@@ -201,6 +219,11 @@ class RNNBase(nn.Module):
         output_size = proj_size if proj_size > 0 else hidden_size
         options = dict(activation=activation, proj_size=proj_size, forget_bias=forget_bias,
                        peephole=peephole, layer_norm=layer_norm, reset_after=reset_after)
+        family_info = FAMILIES.get(self.family)
+        if family_info is not None and recurrent_dropout and not family_info.recurrent_dropout:
+            raise ValueError(f"{owner}: recurrent_dropout needs a recurrence through h_(t-1), "
+                             f"which {owner} does not have; got recurrent_dropout="
+                             f"{recurrent_dropout}")
         self._specs = []
         self._param_names = []  # per (layer, direction): {cell name: attribute name}
         factory = {"device": device, "dtype": dtype}
@@ -271,7 +294,7 @@ class RNNBase(nn.Module):
             state = tuple(s.squeeze(1) for s in state)
         elif self.batch_first:
             output = output.transpose(0, 1)
-        return output, (state if self.family == "lstm" else state[0])
+        return output, _exposed(self.family, state)
 
     def _initial_state(self, hx, x, batched):
         """hx validated and brought to (D*num_layers, N, S) per state tensor; zeros if None."""
@@ -500,7 +523,7 @@ class _CellBase(nn.Module):
         if hx is not None and not torch.is_grad_enabled():
             state = self._decoding_step(input, hx)
             if state is not None:
-                return state if self.family == "lstm" else state[0]
+                return _exposed(self.family, state)
         owner = type(self).__name__
         _check_input(owner, input, self.input_size, self._first_weight())
         if input.dim() not in (1, 2):
@@ -515,7 +538,7 @@ class _CellBase(nn.Module):
         _, state = run(self._spec, x.unsqueeze(0), state0, params)
         if not batched:
             state = tuple(s.squeeze(0) for s in state)
-        return state if self.family == "lstm" else state[0]
+        return _exposed(self.family, state)
 
     def _decoding_step(self, x, hx):
         """A decoding loop's step (sampling, beam search), (B, H_in) with a given state and no
@@ -588,7 +611,69 @@ class GRUCell(_CellBase):
     family = "gru"
 
 
-LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+class IndRNN(RNNBase):
+    r"""Multi-layer IndRNN (Li et al. 2018; equations in :mod:`rnnkit.cells.indrnn`):
+    h_t = φ(W_ih x_t + b_ih + w_hh ⊙ h_{t-1} + b_hh) with a vector w_hh.
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as
+            torch.nn.RNN. activation: ``'relu'`` (default) or ``'tanh'``.
+        recurrent_max: if set, |w_hh| is clamped to it before every forward (in training:
+            after each optimiser step, as the paper does for long sequences), and the
+            recurrent weights start in U(0, min(1, recurrent_max)); otherwise U(0, 1).
+        recurrent_dropout, weight_drop, zoneout: see :mod:`rnnkit.layers`.
+
+    Example::
+
+        >>> layer = rnnkit.IndRNN(10, 20, num_layers=2, recurrent_max=2 ** (1 / 100))
+        >>> output, h_n = layer(torch.randn(100, 3, 10))
+    """
+
+    family = "indrnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, recurrent_max=None, **options):
+        if recurrent_max is not None and not (isinstance(recurrent_max, (int, float))
+                                              and recurrent_max > 0):
+            raise ValueError(f"IndRNN: recurrent_max must be a positive number or None, "
+                             f"got {recurrent_max!r}")
+        self.recurrent_max = recurrent_max
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, **options)
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        with torch.no_grad():
+            for names in self._param_names:
+                getattr(self, names["weight_hh"]).uniform_(
+                    0.0, 1.0 if self.recurrent_max is None else min(1.0, self.recurrent_max))
+
+    def forward(self, input, hx=None):
+        if self.recurrent_max is not None and self.training:
+            with torch.no_grad():
+                for names in self._param_names:
+                    getattr(self, names["weight_hh"]).clamp_(-self.recurrent_max,
+                                                             self.recurrent_max)
+        return super().forward(input, hx)
+
+
+def _simple_layer(name, family, equations, state_note):
+    """A layer class of one of the parallel recurrences (every product on the input)."""
+    doc = (f"Multi-layer {name} ({equations}; :mod:`rnnkit.cells.{family}`).\n\n"
+           f"    Same arguments as torch.nn.GRU (input_size, hidden_size, num_layers, bias,\n"
+           f"    batch_first, dropout, bidirectional) plus zoneout and weight_drop where they\n"
+           f"    apply; returns ``(output, h_n)``{state_note}.\n")
+    return type(name, (RNNBase,), {"family": family, "__doc__": doc, "__module__": __name__})
+
+
+SRU = _simple_layer("SRU", "sru", "Lei et al. 2018", " where h_n is the final cell state c")
+QRNN = _simple_layer("QRNN", "qrnn", "Bradbury et al. 2016, fo-pooling, window 1",
+                     " where h_n is the final cell state c")
+MinGRU = _simple_layer("MinGRU", "mingru", "Feng et al. 2024", "")
+MinLSTM = _simple_layer("MinLSTM", "minlstm", "Feng et al. 2024", "")
+
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "indrnn": IndRNN, "sru": SRU, "qrnn": QRNN,
+          "mingru": MinGRU, "minlstm": MinLSTM}
 
 
 def layer_class(cell: str) -> type:

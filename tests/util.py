@@ -32,6 +32,15 @@ def spec_cases(input_size=3, hidden_size=5):
         ("gru-reset-before", CellSpec("gru", I, H, reset_after=False)),
         ("gru-nobias", CellSpec("gru", I, H, bias=False)),
         ("gru-reset-before-nobias", CellSpec("gru", I, H, bias=False, reset_after=False)),
+        ("indrnn-relu", CellSpec("indrnn", I, H, activation=act("relu"))),
+        ("indrnn-tanh-nobias", CellSpec("indrnn", I, H, bias=False)),
+        ("sru", CellSpec("sru", I, H)),
+        ("sru-highway", CellSpec("sru", H, H)),
+        ("sru-nobias", CellSpec("sru", I, H, bias=False)),
+        ("qrnn", CellSpec("qrnn", I, H)),
+        ("mingru", CellSpec("mingru", I, H)),
+        ("minlstm", CellSpec("minlstm", I, H)),
+        ("minlstm-nobias", CellSpec("minlstm", I, H, bias=False)),
     ]
 
 

@@ -71,6 +71,15 @@ class CellFamily:
             that default.
         layer: the layer class's name (``LSTM``); default the name in capitals.
         fused: its fused C++ kernel, or None (it then runs on the bptt kernel).
+        default_activation: the activation of its specs when none is given.
+        public_state: for a two-state family whose layer takes and returns one of them
+            (SRU and QRNN carry (h, c) but ``hx`` and ``h_n`` are c): that index; None
+            when the layer exposes every state (LSTM's ``(h, c)``).
+        project_input / project_input_backward: ``(spec, x, params)`` and
+            ``(spec, d_x_proj, x, params)`` when the input projection is not
+            ``x W_ih^T (+ b_ih)`` (see :meth:`CellSpec.project_input`).
+        recurrent_dropout: whether the layer's ``recurrent_dropout`` applies (a mask on
+            h_{t-1} before the recurrent weights, which the family's step takes).
     """
 
     name: str
@@ -81,6 +90,11 @@ class CellFamily:
     param_shapes: Callable | None = None
     layer: str = ""
     fused: FusedKernel | None = None
+    default_activation: str = "tanh"
+    public_state: int | None = None
+    project_input: Callable | None = None
+    project_input_backward: Callable | None = None
+    recurrent_dropout: bool = True
 
 
 FAMILIES: dict[str, CellFamily] = {}
@@ -205,6 +219,9 @@ class CellSpec:
         ``x W_ih^T + b_ih``; with layer norm the bias is added after the
         normalisation (inside ``step``), so it is left out here.
         """
+        custom = _family(self.family).project_input
+        if custom is not None:
+            return custom(self, x, params)
         weight = params["weight_ih"]
         if self.bias and not self.layer_norm:
             return torch.addmm(params["bias_ih"], x.reshape(-1, x.size(-1)),
@@ -216,6 +233,9 @@ class CellSpec:
 
         Returns ``(d_x, {'weight_ih': ..., 'bias_ih': ...})``.
         """
+        custom = _family(self.family).project_input_backward
+        if custom is not None:
+            return custom(self, d_x_proj, x, params)
         d_flat = d_x_proj.reshape(-1, d_x_proj.size(-1))  # (T*B, G)
         x_flat = x.reshape(-1, x.size(-1))  # (T*B, H_in)
         grads = {"weight_ih": d_flat.t() @ x_flat}

@@ -17,6 +17,7 @@ if cpu.unavailable_reason() is not None:  # pragma: no cover - only on machines 
     pytest.skip(f"fused CPU kernel unavailable: {cpu.unavailable_reason()}",
                 allow_module_level=True)
 
+UNBOUNDED = {"indrnn", "sru", "mingru", "minlstm"}  # outputs not squashed to [-1, 1]
 TOLERANCE = {torch.float64: dict(rtol=1e-10, atol=1e-10),
              torch.float32: dict(rtol=1e-5, atol=1e-5)}
 SCENARIOS = ["plain", "reverse-lengths", "dropout-zoneout", "eval-zoneout"]
@@ -48,7 +49,7 @@ def _run_with_grads(kernel, spec, x, state0, params, options, seed=5):
     for s in state:
         loss = loss + (s * torch.randn(s.shape, generator=gen, dtype=x.dtype)).sum()
     inputs = [x, *state0, *params.values()]
-    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    grads = torch.autograd.grad(loss, inputs, materialize_grads=True)  # (SRU/QRNN h0: unused)
     names = ["x", *(f"state0[{i}]" for i in range(len(state0))), *params]
     return outputs, state, dict(zip(names, grads))
 
@@ -163,7 +164,12 @@ def test_saturated_and_nan_inputs_match_reference(case, dtype):
                        *((f"final state {i}", g, w) for i, (g, w)
                          in enumerate(zip(got_state, want_state)))]:
         assert torch.equal(torch.isnan(g), torch.isnan(w)), f"{what}: NaN pattern differs"
-        torch.testing.assert_close(g, w, **TOLERANCE[dtype], equal_nan=True, msg=what)
+        tolerance = TOLERANCE[dtype]
+        if spec.family in UNBOUNDED and dtype == torch.float32:
+            # the state is not squashed: inputs of 1e18 through a gate leave float32
+            # rounding of the gate (1e-7) times values that cancel; measured up to 3e-5
+            tolerance = dict(rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(g, w, **tolerance, equal_nan=True, msg=what)
     assert torch.isnan(got[20:, 1]).all() and not torch.isnan(got[:, 0]).any()
 
 
@@ -224,6 +230,11 @@ def _op_cases():
         CellSpec("gru", 3, 4),
         CellSpec("gru", 3, 4, reset_after=False),
         CellSpec("rnn", 3, 4, activation=get_activation("relu")),
+        CellSpec("indrnn", 3, 4, activation=get_activation("relu")),
+        CellSpec("sru", 3, 4),
+        CellSpec("qrnn", 3, 4),
+        CellSpec("mingru", 3, 4),
+        CellSpec("minlstm", 3, 4),
     ]
 
 

@@ -20,7 +20,7 @@ import rnnkit
     (dict(input_size=3, hidden_size=4, forget_bias=1.0, bias=False), ValueError,
      r"forget_bias=1.0 needs bias=True"),
     (dict(input_size=3, hidden_size=4, activation="relu"), ValueError,
-     r"LSTM: activation is an RNN option"),
+     r"LSTM: activation is an IndRNN / RNN option"),
     (dict(input_size=3, hidden_size=4, reset_after=False), ValueError,
      r"LSTM: reset_after is a GRU option"),
 ])

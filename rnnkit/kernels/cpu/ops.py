@@ -31,7 +31,7 @@ def kernel_options(spec):
         return None
     activation = _ACTIVATION_CODES.get(spec.activation.name)
     if activation is None or ACTIVATIONS.get(spec.activation.name) is not spec.activation:
-        if spec.family == "rnn":
+        if "activation" in family.options:
             return None  # a (function, derivative) pair runs on the bptt kernel
         activation = 0
     return [fused.code, int(spec.bias), int(spec.peephole), int(spec.layer_norm),
@@ -123,6 +123,9 @@ def packed_list(spec, params, backward):
     """pack_weight results for one op call's products, in the order the family's C++
     takes them (tests of the ops' ``packed`` argument; the kernels pack for themselves)."""
     pack = torch.ops.rnnkit.pack_weight.default
+    if spec.family not in ("lstm", "gru", "rnn"):  # elementwise.h: W_ih only, index 0 / 1
+        w_ih = params[0].detach()
+        return [pack(w_ih, True)] if not backward else [pack(w_ih, True), pack(w_ih, False)]
     w_ih, w_hh = params[0].detach(), params[1].detach()
     transpose = not backward
     first = [pack(w_hh, False), pack(w_ih, False)] if backward else \

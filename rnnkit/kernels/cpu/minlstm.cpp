@@ -1,0 +1,81 @@
+// Fused minLSTM (rnnkit/cells/minlstm.py): h_t = f' h_{t-1} + (1 - f') h̃ with the normalised
+// forget gate f' = f / (f + i) = σ(softplus(-a_i) - softplus(-a_f)) computed in log space
+// (defined when both gates underflow), on the element-wise driver of elementwise.h.
+#include "elementwise.h"
+
+#include <cmath>
+
+namespace rnnkit {
+namespace {
+
+// softplus(z) = log(1 + e^z) = max(z, 0) + log1p(e^{-|z|})
+template <typename T>
+inline T softplus(T z) {
+  return std::max(z, T(0)) + std::log1p(exp_fast(-std::abs(z)));
+}
+
+// f' = f / (f + i) = σ(δ), δ = softplus(-a_i) - softplus(-a_f)
+template <typename T>
+inline T normalised_forget(T a_f, T a_i) {
+  return sigmoid(softplus(-a_i) - softplus(-a_f));
+}
+
+struct MinLstmCell {
+  static constexpr const char* kName = "minlstm";
+  static constexpr int kStates = 1, kBlocks = 3, kParamSums = 0, kBiasIh = 1;
+  static constexpr bool kHighway = false;
+
+  template <typename T>
+  struct Params {};
+
+  template <typename T>
+  static Params<T> params(const SequenceArgs& a) {
+    const size_t expected = a.options.bias ? 2 : 1;
+    TORCH_CHECK(a.params.size() == expected, "rnnkit minlstm: params must hold ", expected,
+                " tensors, got ", a.params.size());
+    return {};
+  }
+
+  template <typename T>
+  static void step(const Params<T>&, const T* xp, const T* const* prev, const T*,
+                   T* const* cand, index_t H) {
+    const T* __restrict h = prev[0];
+    T* __restrict out = cand[0];
+    for (index_t j = 0; j < H; ++j) {
+      const T f_norm = normalised_forget(xp[j], xp[H + j]), h_tilde = xp[2 * H + j];
+      out[j] = h_tilde + f_norm * (h[j] - h_tilde);
+    }
+  }
+
+  template <typename T>
+  static void step_grad(const Params<T>&, const T* xp, const T* const* prev, const T*,
+                        T* const* d_cand, T* d_xp, T* const* d_prev, T*, index_t H) {
+    const T* __restrict h = prev[0];
+    const T* __restrict d = d_cand[0];
+    for (index_t j = 0; j < H; ++j) {
+      const T a_f = xp[j], a_i = xp[H + j], h_tilde = xp[2 * H + j];
+      const T f_norm = normalised_forget(a_f, a_i);
+      // h_t = f' h + (1 - f') h̃; f' = σ(δ)
+      const T d_delta = d[j] * (h[j] - h_tilde) * f_norm * (T(1) - f_norm);
+      // ∂δ/∂a_f = σ(-a_f), ∂δ/∂a_i = -σ(-a_i)
+      d_xp[j] = d_delta * sigmoid(-a_f);
+      d_xp[H + j] = -d_delta * sigmoid(-a_i);
+      d_xp[2 * H + j] = d[j] * (T(1) - f_norm);
+      d_prev[0][j] = d[j] * f_norm;
+    }
+  }
+
+  // weight_ih[, bias_ih]
+  static std::vector<at::Tensor> gradients(const at::Tensor& d_w_ih, const at::Tensor& d_b_ih,
+                                           const at::Tensor&, const SequenceArgs& a, index_t) {
+    if (a.options.bias) return {d_w_ih, d_b_ih};
+    return {d_w_ih};
+  }
+};
+
+}  // namespace
+
+RNNKIT_REGISTER_FAMILY(5, minlstm, elementwise_forward<MinLstmCell>,
+                       elementwise_backward<MinLstmCell>)
+
+}  // namespace rnnkit

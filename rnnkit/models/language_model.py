@@ -14,12 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.cells import FAMILIES
+from rnnkit.layers import layer_class
 
 __all__ = ["LanguageModel", "CharLM", "WordLM", "build_language_model"]
-
-_CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-
 
 class LanguageModel(nn.Module):
     """Predict the next token of a stream.
@@ -29,7 +27,8 @@ class LanguageModel(nn.Module):
         embed_size: embedding width E. Default: 256.
         hidden_size: recurrent width H. Default: 256.
         num_layers: stacked recurrent layers. Default: 2.
-        cell: ``"lstm"``, ``"gru"`` or ``"rnn"``. Default: ``"lstm"``.
+        cell: any registered family: ``"lstm"``, ``"gru"``, ``"rnn"``, ``"indrnn"``,
+            ``"sru"``, ``"qrnn"``, ``"mingru"``, ``"minlstm"``. Default: ``"lstm"``.
         dropout: on the embeddings, between layers and before the decoder. Default: 0.
         tie_weights: share the decoder weight with the embedding (needs E == H).
             Default: False.
@@ -53,15 +52,15 @@ class LanguageModel(nn.Module):
                  cell="lstm", dropout=0.0, tie_weights=False, init_range=0.0, **options):
         super().__init__()
         owner = type(self).__name__
-        if cell not in _CELLS:
-            raise ValueError(f"{owner}: cell must be one of {', '.join(_CELLS)}, got {cell!r}")
+        if cell not in FAMILIES:
+            raise ValueError(f"{owner}: cell must be one of {', '.join(FAMILIES)}, got {cell!r}")
         if tie_weights and embed_size != hidden_size:
             raise ValueError(f"{owner}: tie_weights needs embed_size == hidden_size, got "
                              f"{embed_size} and {hidden_size}")
         self.vocab_size, self.cell = vocab_size, cell
         self.embedding = nn.Embedding(vocab_size, embed_size)
         self.drop = nn.Dropout(dropout)
-        self.rnn = _CELLS[cell](embed_size, hidden_size, num_layers,
+        self.rnn = layer_class(cell)(embed_size, hidden_size, num_layers,
                                 dropout=dropout if num_layers > 1 else 0.0, **options)
         self.decoder = nn.Linear(hidden_size, vocab_size)
         if init_range > 0:

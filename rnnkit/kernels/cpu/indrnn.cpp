@@ -26,7 +26,7 @@ struct IndRnnCell {
   struct Params {
     at::Tensor w_hh, b_hh;  // kept alive for the pointers
     const T* w;
-    const T* b;             // null without bias
+    const T* b;             // zeros without bias
     int64_t act;
   };
 
@@ -37,38 +37,67 @@ struct IndRnnCell {
                 " tensors, got ", a.params.size());
     Params<T> p;
     p.w_hh = a.params[1].contiguous();
-    if (a.options.bias) p.b_hh = a.params[3].contiguous();
+    p.b_hh = a.options.bias ? a.params[3].contiguous() : at::zeros_like(p.w_hh);
     p.w = p.w_hh.template data_ptr<T>();
-    p.b = a.options.bias ? p.b_hh.template data_ptr<T>() : nullptr;
+    p.b = p.b_hh.template data_ptr<T>();
     p.act = a.options.activation;
     TORCH_CHECK(p.act >= 0 && p.act <= 2, "rnnkit indrnn: activation must be 0, 1 or 2, got ",
                 p.act);
     return p;
   }
 
+  // one row for activation ACT (the switch outside the loops, so they vectorize)
+  template <int64_t ACT, typename T>
+  static void step_act(const Params<T>& p, const T* xp, const T* h, const T* h_mask,
+                       T* __restrict out, index_t H) {
+    const T* __restrict w = p.w;
+    const T* __restrict b = p.b;
+    RNNKIT_SIMD
+    for (index_t j = 0; j < H; ++j) {
+      const T h_in = h_mask ? h[j] * h_mask[j] : h[j];
+      out[j] = activate(xp[j] + w[j] * h_in + b[j], ACT);
+    }
+  }
+
   template <typename T>
   static void step(const Params<T>& p, const T* xp, const T* const* prev, const T* h_mask,
                    T* const* cand, index_t H) {
+    switch (p.act) {
+      case 1: return step_act<1>(p, xp, prev[0], h_mask, cand[0], H);
+      case 2: return step_act<2>(p, xp, prev[0], h_mask, cand[0], H);
+      default: return step_act<0>(p, xp, prev[0], h_mask, cand[0], H);
+    }
+  }
+
+  template <int64_t ACT, typename T>
+  static void step_grad_act(const Params<T>& p, const T* xp, const T* h, const T* h_mask,
+                            const T* d_h, T* __restrict d_xp, T* __restrict d_h_prev,
+                            T* __restrict sums, index_t H) {
+    const T* __restrict w = p.w;
+    const T* __restrict b = p.b;
+    RNNKIT_SIMD
     for (index_t j = 0; j < H; ++j) {
-      const T h_in = h_mask ? prev[0][j] * h_mask[j] : prev[0][j];
-      const T a = xp[j] + p.w[j] * h_in + (p.b ? p.b[j] : T(0));
-      cand[0][j] = activate(a, p.act);
+      const T m = h_mask ? h_mask[j] : T(1);
+      const T h_in = h[j] * m;
+      const T a = xp[j] + w[j] * h_in + b[j];
+      // h = φ(a)  =>  d_a = d_h φ'(a)
+      const T d_a = d_h[j] * activation_grad(a, activate(a, ACT), ACT);
+      d_xp[j] = d_a;
+      // a = ... + w ⊙ h_in  =>  d_h_in = d_a w, d_w += d_a h_in
+      d_h_prev[j] = d_a * w[j] * m;
+      sums[j] = d_a * h_in;
+      sums[H + j] = d_a;
     }
   }
 
   template <typename T>
   static void step_grad(const Params<T>& p, const T* xp, const T* const* prev, const T* h_mask,
                         T* const* d_cand, T* d_xp, T* const* d_prev, T* sums, index_t H) {
-    for (index_t j = 0; j < H; ++j) {
-      const T h_in = h_mask ? prev[0][j] * h_mask[j] : prev[0][j];
-      const T a = xp[j] + p.w[j] * h_in + (p.b ? p.b[j] : T(0));
-      // h = φ(a)  =>  d_a = d_h φ'(a)
-      const T d_a = d_cand[0][j] * activation_grad(a, activate(a, p.act), p.act);
-      d_xp[j] = d_a;
-      // a = ... + w ⊙ h_in  =>  d_h_in = d_a w, d_w += d_a h_in
-      d_prev[0][j] = h_mask ? d_a * p.w[j] * h_mask[j] : d_a * p.w[j];
-      sums[j] = d_a * h_in;
-      sums[H + j] = d_a;
+    switch (p.act) {
+      case 1: return step_grad_act<1>(p, xp, prev[0], h_mask, d_cand[0], d_xp, d_prev[0], sums, H);
+      case 2: return step_grad_act<2>(p, xp, prev[0], h_mask, d_cand[0], d_xp, d_prev[0], sums, H);
+      default:
+        return step_grad_act<0>(p, xp, prev[0], h_mask, d_cand[0], d_xp, d_prev[0], sums, H);
     }
   }
 

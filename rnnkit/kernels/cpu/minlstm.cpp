@@ -1,23 +1,19 @@
 // Fused minLSTM (rnnkit/cells/minlstm.py): h_t = f' h_{t-1} + (1 - f') h̃ with the normalised
-// forget gate f' = f / (f + i) = σ(softplus(-a_i) - softplus(-a_f)) computed in log space
-// (defined when both gates underflow), on the element-wise driver of elementwise.h.
+// forget gate f' = f / (f + i) computed so that it stays defined when both gates underflow,
+// on the element-wise driver of elementwise.h.
 #include "elementwise.h"
-
-#include <cmath>
 
 namespace rnnkit {
 namespace {
 
-// softplus(z) = log(1 + e^z) = max(z, 0) + log1p(e^{-|z|})
+// f' = f / (f + i) = 1 / (1 + i/f), i/f = (1 + e^{-a_f}) / (1 + e^{-a_i}), both terms scaled
+// by e^{-m}, m = max(0, -a_f, -a_i), so no exponential overflows: defined (and = σ(δ) of the
+// Python cell's log-space form) when both gates underflow; exp only, so the loops vectorize.
 template <typename T>
-inline T softplus(T z) {
-  return std::max(z, T(0)) + std::log1p(exp_fast(-std::abs(z)));
-}
-
-// f' = f / (f + i) = σ(δ), δ = softplus(-a_i) - softplus(-a_f)
-template <typename T>
-inline T normalised_forget(T a_f, T a_i) {
-  return sigmoid(softplus(-a_i) - softplus(-a_f));
+[[gnu::always_inline]] inline T normalised_forget(T a_f, T a_i) {
+  const T m = std::max(T(0), std::max(-a_f, -a_i));
+  const T e_m = exp_fast(-m);
+  return T(1) / (T(1) + (e_m + exp_fast(-a_f - m)) / (e_m + exp_fast(-a_i - m)));
 }
 
 struct MinLstmCell {
@@ -41,6 +37,7 @@ struct MinLstmCell {
                    T* const* cand, index_t H) {
     const T* __restrict h = prev[0];
     T* __restrict out = cand[0];
+    RNNKIT_SIMD
     for (index_t j = 0; j < H; ++j) {
       const T f_norm = normalised_forget(xp[j], xp[H + j]), h_tilde = xp[2 * H + j];
       out[j] = h_tilde + f_norm * (h[j] - h_tilde);
@@ -52,6 +49,8 @@ struct MinLstmCell {
                         T* const* d_cand, T* d_xp, T* const* d_prev, T*, index_t H) {
     const T* __restrict h = prev[0];
     const T* __restrict d = d_cand[0];
+    T* __restrict d_h = d_prev[0];
+    RNNKIT_SIMD
     for (index_t j = 0; j < H; ++j) {
       const T a_f = xp[j], a_i = xp[H + j], h_tilde = xp[2 * H + j];
       const T f_norm = normalised_forget(a_f, a_i);
@@ -61,7 +60,7 @@ struct MinLstmCell {
       d_xp[j] = d_delta * sigmoid(-a_f);
       d_xp[H + j] = -d_delta * sigmoid(-a_i);
       d_xp[2 * H + j] = d[j] * (T(1) - f_norm);
-      d_prev[0][j] = d[j] * f_norm;
+      d_h[j] = d[j] * f_norm;
     }
   }
 

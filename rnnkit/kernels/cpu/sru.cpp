@@ -16,7 +16,7 @@ struct SruCell {
   struct Params {
     at::Tensor weight_c, bias;  // kept alive for the pointers
     const T* v;                 // [v_f | v_r]
-    const T* b;                 // [b_f | b_r], null without bias
+    const T* b;                 // [b_f | b_r] (zeros without bias)
   };
 
   template <typename T>
@@ -26,9 +26,9 @@ struct SruCell {
                 " tensors, got ", a.params.size());
     Params<T> p;
     p.weight_c = a.params[1].contiguous();
-    if (a.options.bias) p.bias = a.params[2].contiguous();
+    p.bias = a.options.bias ? a.params[2].contiguous() : at::zeros_like(p.weight_c);
     p.v = p.weight_c.template data_ptr<T>();
-    p.b = a.options.bias ? p.bias.template data_ptr<T>() : nullptr;
+    p.b = p.bias.template data_ptr<T>();
     return p;
   }
 
@@ -36,12 +36,14 @@ struct SruCell {
   static void step(const Params<T>& p, const T* xp, const T* const* prev, const T*,
                    T* const* cand, index_t H) {
     const T* __restrict c_prev = prev[1];
+    const T* __restrict v = p.v;
+    const T* __restrict b = p.b;
     T* __restrict h = cand[0];
     T* __restrict c = cand[1];
+    RNNKIT_SIMD
     for (index_t j = 0; j < H; ++j) {
-      const T b_f = p.b ? p.b[j] : T(0), b_r = p.b ? p.b[H + j] : T(0);
-      const T f = sigmoid(xp[H + j] + p.v[j] * c_prev[j] + b_f);
-      const T r = sigmoid(xp[2 * H + j] + p.v[H + j] * c_prev[j] + b_r);
+      const T f = sigmoid(xp[H + j] + v[j] * c_prev[j] + b[j]);
+      const T r = sigmoid(xp[2 * H + j] + v[H + j] * c_prev[j] + b[H + j]);
       c[j] = f * c_prev[j] + (T(1) - f) * xp[j];
       h[j] = r * c[j] + (T(1) - r) * xp[3 * H + j];
     }
@@ -51,10 +53,14 @@ struct SruCell {
   static void step_grad(const Params<T>& p, const T* xp, const T* const* prev, const T*,
                         T* const* d_cand, T* d_xp, T* const* d_prev, T* sums, index_t H) {
     const T* __restrict c_prev = prev[1];
+    const T* __restrict v = p.v;
+    const T* __restrict b = p.b;
+    T* __restrict d_h_prev = d_prev[0];
+    T* __restrict d_c_prev = d_prev[1];
+    RNNKIT_SIMD
     for (index_t j = 0; j < H; ++j) {
-      const T b_f = p.b ? p.b[j] : T(0), b_r = p.b ? p.b[H + j] : T(0);
-      const T f = sigmoid(xp[H + j] + p.v[j] * c_prev[j] + b_f);
-      const T r = sigmoid(xp[2 * H + j] + p.v[H + j] * c_prev[j] + b_r);
+      const T f = sigmoid(xp[H + j] + v[j] * c_prev[j] + b[j]);
+      const T r = sigmoid(xp[2 * H + j] + v[H + j] * c_prev[j] + b[H + j]);
       const T x_tilde = xp[j], x_high = xp[3 * H + j];
       const T c = f * c_prev[j] + (T(1) - f) * x_tilde;
       const T d_h = d_cand[0][j];
@@ -67,9 +73,9 @@ struct SruCell {
       d_xp[H + j] = d_a_f;
       d_xp[2 * H + j] = d_a_r;
       d_xp[3 * H + j] = d_h * (T(1) - r);
-      d_prev[0][j] = T(0);  // h_{t-1} does not enter the step
+      d_h_prev[j] = T(0);  // h_{t-1} does not enter the step
       // both gates see v ⊙ c_{t-1}
-      d_prev[1][j] = d_c * f + d_a_f * p.v[j] + d_a_r * p.v[H + j];
+      d_c_prev[j] = d_c * f + d_a_f * v[j] + d_a_r * v[H + j];
       sums[j] = d_a_f * c_prev[j];
       sums[H + j] = d_a_r * c_prev[j];
       sums[2 * H + j] = d_a_f;

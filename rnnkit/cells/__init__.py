@@ -31,7 +31,7 @@ register_family(CellFamily("qrnn", qrnn, fused=FusedKernel(6, qrnn.fused_saved_s
                            param_shapes=qrnn.param_shapes, recurrent_dropout=False))
 register_family(CellFamily("mingru", mingru, fused=FusedKernel(4, mingru.fused_saved_shapes),
                            gates=2, param_shapes=mingru.param_shapes,
-                           layer="MinGRU", recurrent_dropout=False))
+                           layer="MinGRU", recurrent_dropout=False, scan=mingru.scan))
 register_family(CellFamily("minlstm", minlstm, fused=FusedKernel(5, minlstm.fused_saved_shapes),
                            gates=3, param_shapes=minlstm.param_shapes,
-                           layer="MinLSTM", recurrent_dropout=False))
+                           layer="MinLSTM", recurrent_dropout=False, scan=minlstm.scan))

@@ -80,6 +80,8 @@ class CellFamily:
             ``x W_ih^T (+ b_ih)`` (see :meth:`CellSpec.project_input`).
         recurrent_dropout: whether the layer's ``recurrent_dropout`` applies (a mask on
             h_{t-1} before the recurrent weights, which the family's step takes).
+        scan: ``(x_proj, h0) -> outputs`` computing every step at once, for a recurrence
+            linear in h (:mod:`rnnkit.kernels.scan`); None when there is none.
     """
 
     name: str
@@ -95,6 +97,7 @@ class CellFamily:
     project_input: Callable | None = None
     project_input_backward: Callable | None = None
     recurrent_dropout: bool = True
+    scan: Callable | None = None
 
 
 FAMILIES: dict[str, CellFamily] = {}

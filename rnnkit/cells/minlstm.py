@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["param_shapes", "step", "step_backward", "fused_saved_shapes"]
+__all__ = ["scan", "param_shapes", "step", "step_backward", "fused_saved_shapes"]
 
 
 def param_shapes(spec):
@@ -66,3 +66,14 @@ def fused_saved_shapes(options, x, state0, keeps):
     input projection (T, B, 3H) and the state before every step, (T, B, H) per state."""
     T, B, H = x.size(0), x.size(1), state0[0].size(1)
     return [(T, B, 3 * H)] + [(T, B, H)] * 1
+
+
+def scan(x_proj, h0, chunk=32):
+    """Every h_t of a sequence at once from ``x_proj`` (T, B, 3H) and ``h0`` (B, H):
+    h_t = f'_t h_{t-1} + (1 - f'_t) h̃_t as a chunked parallel scan
+    (:func:`rnnkit.cells.mingru.linear_scan` with a_t = f'_t)."""
+    from rnnkit.cells.mingru import linear_scan
+
+    a_f, a_i, h_tilde = x_proj.chunk(3, dim=-1)
+    f_norm = torch.sigmoid(F.softplus(-a_i) - F.softplus(-a_f))
+    return linear_scan(f_norm, (1 - f_norm) * h_tilde, h0, chunk)

@@ -1,8 +1,9 @@
 """One entry point that runs a cell over a sequence, on whichever kernel is chosen.
 
-``RNNKIT_KERNEL=reference|bptt|cpu`` forces a kernel; otherwise the fused C++ kernel is
-used for CPU tensors when it is built, and the hand-derived ``bptt`` kernel otherwise
-(with one warning if the C++ build was expected but failed).
+``RNNKIT_KERNEL=reference|bptt|cpu|scan`` forces a kernel; otherwise the fused C++ kernel
+is used for CPU tensors when it is built, and the hand-derived ``bptt`` kernel otherwise
+(with one warning if the C++ build was expected but failed) -- or, for minGRU and minLSTM
+sequences of at least 64 steps off the CPU, the parallel scan (:mod:`rnnkit.kernels.scan`).
 """
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import warnings
 
 import torch
 
-from rnnkit.kernels import bptt, reference
+from rnnkit.kernels import bptt, reference, scan
 from rnnkit.kernels.common import check_sequence_length, reference_only
 
 __all__ = ["run", "KERNELS", "choose_kernel", "cpu_kernel", "fused_run", "fused_step"]
 
-KERNELS = ("reference", "bptt", "cpu")
+KERNELS = ("reference", "bptt", "cpu", "scan")
 # "RNNKIT_KERNEL" in os.environ costs ~1.2 us (the key is encoded on every lookup): the
 # per-step entries look in os.environ's own (bytes-keyed) dict when it has one. It is
 # read on every call, never cached: tests and users set the variable at run time.
@@ -118,8 +119,12 @@ def run(spec, x, state0, params, *, reverse=False, lengths=None, h_mask=None,
                          h_mask=h_mask, zoneout=zoneout)
     check_sequence_length(x)
     name = choose_kernel(x, kernel)
-    impl = {"reference": reference.run, "bptt": bptt.run}.get(name)
-    if reference_only(spec, x):
+    if name == "bptt" and kernel is None and not x.is_cpu and not _kernel_forced() \
+            and scan.supports(spec) and x.size(0) >= scan.MIN_LENGTH and lengths is None \
+            and zoneout is None and h_mask is None:
+        name = "scan"  # off the CPU, a long sequence of a linear recurrence: one scan
+    impl = {"reference": reference.run, "bptt": bptt.run, "scan": scan.run}.get(name)
+    if reference_only(spec, x) and name != "scan":
         impl = reference.run
     elif impl is None:
         impl = cpu_kernel().run

@@ -214,6 +214,39 @@ BackwardResult elementwise_backward_impl(const SequenceArgs& a, const BackwardAr
   return {d_x, d_states, Cell::gradients(d_w, d_b_ih, sums, a, H)};
 }
 
+// The parameter count a family's params() expects: `with_bias` or `without` tensors.
+inline void check_param_count(const SequenceArgs& a, size_t with_bias, size_t without,
+                              const char* family) {
+  const size_t expected = a.options.bias ? with_bias : without;
+  TORCH_CHECK(a.params.size() == expected, "rnnkit ", family, ": params must hold ", expected,
+              " tensors, got ", a.params.size());
+}
+
+// What a Cell whose only parameters are weight_ih[, bias_ih] shares (QRNN, minGRU,
+// minLSTM): no recurrent parameters, no highway; derive and add kName, kStates, kBlocks,
+// step and step_grad.
+template <typename Derived>
+struct InputOnlyCell {
+  static constexpr int kParamSums = 0, kBiasIh = 1;
+  static constexpr bool kHighway = false;
+
+  template <typename T>
+  struct Params {};
+
+  template <typename T>
+  static Params<T> params(const SequenceArgs& a) {
+    check_param_count(a, 2, 1, Derived::kName);
+    return {};
+  }
+
+  // weight_ih[, bias_ih]
+  static std::vector<at::Tensor> gradients(const at::Tensor& d_w_ih, const at::Tensor& d_b_ih,
+                                           const at::Tensor&, const SequenceArgs& a, index_t) {
+    if (a.options.bias) return {d_w_ih, d_b_ih};
+    return {d_w_ih};
+  }
+};
+
 // The family's two entry points (RNNKIT_REGISTER_FAMILY with these).
 template <typename Cell>
 ForwardResult elementwise_forward(const SequenceArgs& a, bool save) {

@@ -32,9 +32,7 @@ struct IndRnnCell {
 
   template <typename T>
   static Params<T> params(const SequenceArgs& a) {
-    const size_t expected = a.options.bias ? 4 : 2;
-    TORCH_CHECK(a.params.size() == expected, "rnnkit indrnn: params must hold ", expected,
-                " tensors, got ", a.params.size());
+    check_param_count(a, 4, 2, kName);
     Params<T> p;
     p.w_hh = a.params[1].contiguous();
     p.b_hh = a.options.bias ? a.params[3].contiguous() : at::zeros_like(p.w_hh);

@@ -5,21 +5,9 @@
 namespace rnnkit {
 namespace {
 
-struct MinGruCell {
+struct MinGruCell : InputOnlyCell<MinGruCell> {
   static constexpr const char* kName = "mingru";
-  static constexpr int kStates = 1, kBlocks = 2, kParamSums = 0, kBiasIh = 1;
-  static constexpr bool kHighway = false;
-
-  template <typename T>
-  struct Params {};
-
-  template <typename T>
-  static Params<T> params(const SequenceArgs& a) {
-    const size_t expected = a.options.bias ? 2 : 1;
-    TORCH_CHECK(a.params.size() == expected, "rnnkit mingru: params must hold ", expected,
-                " tensors, got ", a.params.size());
-    return {};
-  }
+  static constexpr int kStates = 1, kBlocks = 2;
 
   template <typename T>
   static void step(const Params<T>&, const T* xp, const T* const* prev, const T*,
@@ -46,13 +34,6 @@ struct MinGruCell {
       d_xp[H + j] = d[j] * z;
       d_prev[0][j] = d[j] * (T(1) - z);
     }
-  }
-
-  // weight_ih[, bias_ih]
-  static std::vector<at::Tensor> gradients(const at::Tensor& d_w_ih, const at::Tensor& d_b_ih,
-                                           const at::Tensor&, const SequenceArgs& a, index_t) {
-    if (a.options.bias) return {d_w_ih, d_b_ih};
-    return {d_w_ih};
   }
 };
 

@@ -16,21 +16,9 @@ template <typename T>
   return T(1) / (T(1) + (e_m + exp_fast(-a_f - m)) / (e_m + exp_fast(-a_i - m)));
 }
 
-struct MinLstmCell {
+struct MinLstmCell : InputOnlyCell<MinLstmCell> {
   static constexpr const char* kName = "minlstm";
-  static constexpr int kStates = 1, kBlocks = 3, kParamSums = 0, kBiasIh = 1;
-  static constexpr bool kHighway = false;
-
-  template <typename T>
-  struct Params {};
-
-  template <typename T>
-  static Params<T> params(const SequenceArgs& a) {
-    const size_t expected = a.options.bias ? 2 : 1;
-    TORCH_CHECK(a.params.size() == expected, "rnnkit minlstm: params must hold ", expected,
-                " tensors, got ", a.params.size());
-    return {};
-  }
+  static constexpr int kStates = 1, kBlocks = 3;
 
   template <typename T>
   static void step(const Params<T>&, const T* xp, const T* const* prev, const T*,
@@ -62,13 +50,6 @@ struct MinLstmCell {
       d_xp[2 * H + j] = d[j] * (T(1) - f_norm);
       d_h[j] = d[j] * f_norm;
     }
-  }
-
-  // weight_ih[, bias_ih]
-  static std::vector<at::Tensor> gradients(const at::Tensor& d_w_ih, const at::Tensor& d_b_ih,
-                                           const at::Tensor&, const SequenceArgs& a, index_t) {
-    if (a.options.bias) return {d_w_ih, d_b_ih};
-    return {d_w_ih};
   }
 };
 

@@ -6,21 +6,9 @@
 namespace rnnkit {
 namespace {
 
-struct QrnnCell {
+struct QrnnCell : InputOnlyCell<QrnnCell> {
   static constexpr const char* kName = "qrnn";
-  static constexpr int kStates = 2, kBlocks = 3, kParamSums = 0, kBiasIh = 1;
-  static constexpr bool kHighway = false;
-
-  template <typename T>
-  struct Params {};
-
-  template <typename T>
-  static Params<T> params(const SequenceArgs& a) {
-    const size_t expected = a.options.bias ? 2 : 1;
-    TORCH_CHECK(a.params.size() == expected, "rnnkit qrnn: params must hold ", expected,
-                " tensors, got ", a.params.size());
-    return {};
-  }
+  static constexpr int kStates = 2, kBlocks = 3;
 
   template <typename T>
   static void step(const Params<T>&, const T* xp, const T* const* prev, const T*,
@@ -54,13 +42,6 @@ struct QrnnCell {
       d_prev[0][j] = T(0);  // h_{t-1} does not enter the step
       d_prev[1][j] = d_c * f;
     }
-  }
-
-  // weight_ih[, bias_ih]
-  static std::vector<at::Tensor> gradients(const at::Tensor& d_w_ih, const at::Tensor& d_b_ih,
-                                           const at::Tensor&, const SequenceArgs& a, index_t) {
-    if (a.options.bias) return {d_w_ih, d_b_ih};
-    return {d_w_ih};
   }
 };
 

@@ -21,9 +21,7 @@ struct SruCell {
 
   template <typename T>
   static Params<T> params(const SequenceArgs& a) {
-    const size_t expected = a.options.bias ? 3 : 2;
-    TORCH_CHECK(a.params.size() == expected, "rnnkit sru: params must hold ", expected,
-                " tensors, got ", a.params.size());
+    check_param_count(a, 3, 2, kName);
     Params<T> p;
     p.weight_c = a.params[1].contiguous();
     p.bias = a.options.bias ? a.params[2].contiguous() : at::zeros_like(p.weight_c);
@@ -32,18 +30,24 @@ struct SruCell {
     return p;
   }
 
+  // f and r of unit j: σ(W x + v ⊙ c_{t-1} + b) of the f and r blocks
+  template <typename T>
+  [[gnu::always_inline]] static void gates(const Params<T>& p, const T* xp, T c_prev,
+                                           index_t j, index_t H, T& f, T& r) {
+    f = sigmoid(xp[H + j] + p.v[j] * c_prev + p.b[j]);
+    r = sigmoid(xp[2 * H + j] + p.v[H + j] * c_prev + p.b[H + j]);
+  }
+
   template <typename T>
   static void step(const Params<T>& p, const T* xp, const T* const* prev, const T*,
                    T* const* cand, index_t H) {
     const T* __restrict c_prev = prev[1];
-    const T* __restrict v = p.v;
-    const T* __restrict b = p.b;
     T* __restrict h = cand[0];
     T* __restrict c = cand[1];
     RNNKIT_SIMD
     for (index_t j = 0; j < H; ++j) {
-      const T f = sigmoid(xp[H + j] + v[j] * c_prev[j] + b[j]);
-      const T r = sigmoid(xp[2 * H + j] + v[H + j] * c_prev[j] + b[H + j]);
+      T f, r;
+      gates(p, xp, c_prev[j], j, H, f, r);
       c[j] = f * c_prev[j] + (T(1) - f) * xp[j];
       h[j] = r * c[j] + (T(1) - r) * xp[3 * H + j];
     }
@@ -54,13 +58,12 @@ struct SruCell {
                         T* const* d_cand, T* d_xp, T* const* d_prev, T* sums, index_t H) {
     const T* __restrict c_prev = prev[1];
     const T* __restrict v = p.v;
-    const T* __restrict b = p.b;
     T* __restrict d_h_prev = d_prev[0];
     T* __restrict d_c_prev = d_prev[1];
     RNNKIT_SIMD
     for (index_t j = 0; j < H; ++j) {
-      const T f = sigmoid(xp[H + j] + v[j] * c_prev[j] + b[j]);
-      const T r = sigmoid(xp[2 * H + j] + v[H + j] * c_prev[j] + b[H + j]);
+      T f, r;
+      gates(p, xp, c_prev[j], j, H, f, r);
       const T x_tilde = xp[j], x_high = xp[3 * H + j];
       const T c = f * c_prev[j] + (T(1) - f) * x_tilde;
       const T d_h = d_cand[0][j];

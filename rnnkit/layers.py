@@ -16,6 +16,8 @@ options torch.nn lacks, each composable with the others:
 ``weight_drop``               DropConnect on W_hh, one mask per forward (Merity et al. 2017)
 ``zoneout``                   each unit of the state keeps its previous value with this
                               probability (Krueger et al. 2016); expectation in eval
+``checkpoint_steps``          K > 0: activation checkpointing in chunks of K steps
+                              (exact gradients, activations of K steps per layer kept)
 ============================  =========================================================
 
 Dropout-style options act only in training mode. The state order is ``(h, c)`` everywhere.
@@ -194,10 +196,12 @@ class RNNBase(nn.Module):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, activation=None,
                  forget_bias=0.0, peephole=False, layer_norm=False, reset_after=True,
-                 recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0, checkpoint_steps=0,
                  device=None, dtype=None):
         super().__init__()
         owner = type(self).__name__
+        _check_size(owner, "checkpoint_steps", checkpoint_steps, minimum=0)
+        self.checkpoint_steps = checkpoint_steps
         _check_size(owner, "num_layers", num_layers)
         _check_flag(owner, "bias", bias)
         _check_flag(owner, "batch_first", batch_first)
@@ -317,7 +321,7 @@ class RNNBase(nn.Module):
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 batch = x.size(1)
-                out, state = dispatch.run(
+                out, state = self._run_direction(
                     spec, layer_input, tuple(s[index] for s in state0),
                     self._cell_params(index), reverse=direction == 1, lengths=lengths,
                     h_mask=self._recurrent_mask(batch, layer_input),
@@ -329,6 +333,18 @@ class RNNBase(nn.Module):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         final_state = tuple(torch.stack(parts) for parts in zip(*finals))
         return layer_input, final_state
+
+    def _run_direction(self, spec, x, state0, params, **sequence):
+        """One layer and direction: ``dispatch.run``, or with ``checkpoint_steps`` = K and a
+        graph to build, chunk by chunk of K steps under activation checkpointing: each
+        chunk keeps only its input and carried state, and its forward runs again during
+        backward. The gradients are the plain backward's (the recomputation is the same
+        deterministic kernel with the same masks); memory for activations goes from T to
+        K steps per layer, at the cost of a second forward."""
+        steps = self.checkpoint_steps
+        if not steps or x.size(0) <= steps or not torch.is_grad_enabled():
+            return dispatch.run(spec, x, state0, params, **sequence)
+        return _checkpointed_run(spec, x, state0, params, steps, **sequence)
 
     def _first_weight(self):
         """weight_ih_l0 (the dtype the input must have), parametrized or not."""
@@ -380,12 +396,45 @@ class RNNBase(nn.Module):
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
                         bidirectional=False, proj_size=0, activation=None, forget_bias=0.0,
                         peephole=False, layer_norm=False, reset_after=True,
-                        recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0)
+                        recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0,
+                        checkpoint_steps=0)
         for name, default in defaults.items():
             value = getattr(self, name)
             if value != default:
                 parts.append(f"{name}={value!r}")
         return ", ".join(parts)
+
+
+def _checkpointed_run(spec, x, state0, params, steps, *, reverse, lengths, h_mask, zoneout):
+    """dispatch.run over chunks of ``steps`` steps, each under torch.utils.checkpoint; the
+    chunks run in the direction's order and carry the state."""
+    from torch.utils.checkpoint import checkpoint
+
+    T = x.size(0)
+    starts = list(range(0, T, steps))
+    names = list(params)
+    outputs = [None] * len(starts)
+    state = tuple(state0)
+    for index in (reversed(range(len(starts))) if reverse else range(len(starts))):
+        t0 = starts[index]
+        t1 = min(T, t0 + steps)
+        chunk_lengths = None if lengths is None else (lengths - t0).clamp(0, t1 - t0)
+        chunk_zoneout = None if zoneout is None else tuple(
+            z[t0:t1] if z.dim() == 3 else z for z in zoneout)
+
+        def run_chunk(x_chunk, *tensors, chunk_lengths=chunk_lengths, zone=chunk_zoneout):
+            chunk_state = tensors[:len(state0)]
+            chunk_params = dict(zip(names, tensors[len(state0):]))
+            out, final = dispatch.run(spec, x_chunk, chunk_state, chunk_params,
+                                      reverse=reverse, lengths=chunk_lengths, h_mask=h_mask,
+                                      zoneout=zone)
+            return (out, *final)
+
+        out, *state = checkpoint(run_chunk, x[t0:t1], *state, *params.values(),
+                                 use_reentrant=False)
+        outputs[index] = out
+        state = tuple(state)
+    return torch.cat(outputs), state
 
 
 def _repack(output, packed):

@@ -393,8 +393,8 @@ class RNNBase(nn.Module):
 
     def extra_repr(self) -> str:
         parts = [f"{self.input_size}, {self.hidden_size}"]
-        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                        bidirectional=False, proj_size=0, activation=None, forget_bias=0.0,
+        defaults = dict(proj_size=0, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                        bidirectional=False, activation=None, forget_bias=0.0,  # torch's order
                         peephole=False, layer_norm=False, reset_after=True,
                         recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0,
                         checkpoint_steps=0)
@@ -487,8 +487,8 @@ class RNN(RNNBase):
         self.nonlinearity = activation if isinstance(activation, str) else "custom"
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, activation=activation, **options)
-        if self.activation == "tanh":
-            self.activation = None  # the default: keep extra_repr torch-like
+        if self.activation in ("tanh", "relu"):
+            self.activation = None  # torch's nonlinearity: extra_repr as torch.nn.RNN's
 
 
 class LSTM(RNNBase):
@@ -646,6 +646,12 @@ class RNNCell(_CellBase):
         options.setdefault("activation", nonlinearity)
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, bias, **options)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.nonlinearity != "tanh":
+            text += f", nonlinearity={self.nonlinearity}"  # as torch.nn.RNNCell prints it
+        return text
 
 
 class LSTMCell(_CellBase):

@@ -255,3 +255,14 @@ def test_all_weights_and_flat_weights_as_torch(name):
         assert torch.equal(a, b)
     assert [[tuple(w.shape) for w in ws] for ws in ours.all_weights] == \
         [[tuple(w.shape) for w in ws] for ws in theirs.all_weights]
+
+
+def test_repr_as_torch_nn():
+    """extra_repr shows what torch.nn's shows (found by the adapted test_repr)."""
+    pairs = [(rnnkit.RNNCell(2, 3, nonlinearity="relu"), nn.RNNCell(2, 3, nonlinearity="relu")),
+             (rnnkit.RNN(2, 3, 2, nonlinearity="relu"), nn.RNN(2, 3, 2, nonlinearity="relu")),
+             (rnnkit.LSTM(2, 3, batch_first=True, proj_size=2),
+              nn.LSTM(2, 3, batch_first=True, proj_size=2)),
+             (rnnkit.GRUCell(2, 3, bias=False), nn.GRUCell(2, 3, bias=False))]
+    for ours, theirs in pairs:
+        assert repr(ours) == repr(theirs)

@@ -18,6 +18,8 @@ options torch.nn lacks, each composable with the others:
                               probability (Krueger et al. 2016); expectation in eval
 ``checkpoint_steps``          K > 0: activation checkpointing in chunks of K steps
                               (exact gradients, activations of K steps per layer kept)
+``residual``                  every layer whose input and output widths match adds its
+                              input to its output (before the dropout between layers)
 ============================  =========================================================
 
 Dropout-style options act only in training mode. The state order is ``(h, c)`` everywhere.
@@ -197,11 +199,12 @@ class RNNBase(nn.Module):
                  dropout=0.0, bidirectional=False, proj_size=0, *, activation=None,
                  forget_bias=0.0, peephole=False, layer_norm=False, reset_after=True,
                  recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0, checkpoint_steps=0,
-                 device=None, dtype=None):
+                 residual=False, device=None, dtype=None):
         super().__init__()
         owner = type(self).__name__
         _check_size(owner, "checkpoint_steps", checkpoint_steps, minimum=0)
-        self.checkpoint_steps = checkpoint_steps
+        _check_flag(owner, "residual", residual)
+        self.checkpoint_steps, self.residual = checkpoint_steps, residual
         _check_size(owner, "num_layers", num_layers)
         _check_flag(owner, "bias", bias)
         _check_flag(owner, "batch_first", batch_first)
@@ -328,7 +331,10 @@ class RNNBase(nn.Module):
                     zoneout=self._zoneout(spec, layer_input))
                 outputs.append(out)
                 finals.append(state)
-            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+            layer_output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+            if self.residual and layer_output.size(-1) == layer_input.size(-1):
+                layer_output = layer_output + layer_input  # a skip connection around the layer
+            layer_input = layer_output
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         final_state = tuple(torch.stack(parts) for parts in zip(*finals))
@@ -397,7 +403,7 @@ class RNNBase(nn.Module):
                         bidirectional=False, activation=None, forget_bias=0.0,  # torch's order
                         peephole=False, layer_norm=False, reset_after=True,
                         recurrent_dropout=0.0, weight_drop=0.0, zoneout=0.0,
-                        checkpoint_steps=0)
+                        checkpoint_steps=0, residual=False)
         for name, default in defaults.items():
             value = getattr(self, name)
             if value != default:

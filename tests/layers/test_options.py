@@ -152,3 +152,32 @@ def test_clip_grad_norm_rescales_and_reports_nonfinite():
     assert torch.isnan(norm) and b.grad[1].item() == pytest.approx(0.8, rel=1e-5)
     with pytest.raises(ValueError, match="threshold must be > 0, got -1"):
         rnnkit.clip_grad_norm([a], -1)
+
+
+@pytest.mark.parametrize("family,bidirectional", [("lstm", False), ("gru", True),
+                                                  ("sru", False), ("rnn", True)])
+def test_residual_adds_each_matching_layers_input(family, bidirectional):
+    """residual=True: a layer whose input and output widths match adds its input to its
+    output; the first layer (3 -> 4 or 8 wide) has no skip. Checked against the same layers
+    run one by one."""
+    from rnnkit.layers import make_layer
+
+    torch.manual_seed(0)
+    width = 8 if bidirectional else 4
+    stacked = make_layer(family, 3, 4, num_layers=3, bidirectional=bidirectional,
+                         residual=True, dtype=torch.float64)
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    output, _ = stacked(x)
+    layer_input = x
+    for layer in range(3):
+        single = make_layer(family, layer_input.size(-1), 4, bidirectional=bidirectional,
+                            dtype=torch.float64)
+        single.load_state_dict({k.replace(f"_l{layer}", "_l0"): v
+                                for k, v in stacked.state_dict().items() if f"_l{layer}" in k})
+        layer_output, _ = single(layer_input)
+        if layer_input.size(-1) == width:
+            layer_output = layer_output + layer_input
+        layer_input = layer_output
+    torch.testing.assert_close(output, layer_input)
+    with pytest.raises(TypeError, match=r"LSTM: residual must be a bool, got int 1"):
+        make_layer("lstm", 3, 4, residual=1)

@@ -10,9 +10,14 @@
 //   kBiasIh      index of bias_ih in the parameters, or -1 (none in the projection)
 //   kHighway     true: when H_in = H the last block of the projection is x itself (SRU)
 //   Params<T>    what the step reads of the other parameters, from params(args)
-//   step(p, xp, prev, h_mask, cand, H)          candidate states of one row
-//   step_grad(p, xp, prev, h_mask, d_cand, d_xp, d_prev, sums, H)
+//   unit(p, xp, j, H, h, c, m, h_new, c_new)   candidate states of unit j of a row: xp the
+//                projection row, h and c the states' unit j before the step (c unused by
+//                one-state cells), m the recurrent-dropout mask's unit j (1 without)
+//   unit_grad(p, xp, j, H, h, c, m, d_h, d_c, d_xp, d_h_prev, d_c_prev, sums)
+//                its derivative: from the gradients at the candidates it writes
+//                d_xp[blk * H + j] and sums[blk * H + j] of the row, and d_h/d_c_prev
 //   gradients(d_w_ih, d_b_ih, sums, args, H)    every parameter's gradient, in order
+// The driver runs the loops over the units (vectorized: the unit functions are inlined).
 // and the driver below does the rest: the sequence semantics of rnnkit/kernels/common.py
 // (lengths mask m, zoneout keep coefficients k, reverse), the GEMMs, the saved tensors
 // (the projection and the state before every step), the gradient reductions. Each row
@@ -80,6 +85,37 @@ at::Tensor elementwise_projection(const SequenceArgs& a, const ElementwiseDims& 
   return xp;
 }
 
+// One row of the forward: every unit's candidate states (the loop the compiler
+// vectorizes: restrict pointers, the unit function inlined). s1/c1: state 1 (= s0/c0's
+// row, unused, for one-state cells).
+template <typename Cell, typename T>
+void unit_row(const typename Cell::template Params<T>& p, const T* __restrict xp,
+              const T* __restrict s0, const T* __restrict s1, const T* __restrict hm,
+              T* __restrict c0, T* __restrict c1, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    T h, c;  // (scalars, not a two-element array: the array kept GCC from vectorizing)
+    Cell::unit(p, xp, j, H, s0[j], s1[j], hm[j], h, c);
+    c0[j] = h;
+    if (Cell::kStates > 1) c1[j] = c;
+  }
+}
+
+// One row of the backward: every unit's gradients (see unit_row).
+template <typename Cell, typename T>
+void unit_grad_row(const typename Cell::template Params<T>& p, const T* __restrict xp,
+                   const T* __restrict p0, const T* __restrict p1, const T* __restrict hm,
+                   const T* __restrict dc0, const T* __restrict dc1, T* __restrict d_xp,
+                   T* __restrict dp0, T* __restrict dp1, T* __restrict sums, index_t H) {
+  RNNKIT_SIMD
+  for (index_t j = 0; j < H; ++j) {
+    T d_h, d_c;
+    Cell::unit_grad(p, xp, j, H, p0[j], p1[j], hm[j], dc0[j], dc1[j], d_xp, d_h, d_c, sums);
+    dp0[j] = d_h;
+    if (Cell::kStates > 1) dp1[j] = d_c;
+  }
+}
+
 template <typename Cell, typename T>
 ForwardResult elementwise_forward_impl(const SequenceArgs& a, const ElementwiseDims& d,
                                        const Sequence<T>& seq, bool save) {
@@ -110,10 +146,10 @@ ForwardResult elementwise_forward_impl(const SequenceArgs& a, const ElementwiseD
       }
     }
     for_rows(B, G, [&](index_t b) {
-      const T* prev[2] = {state_d[0] + b * H, S > 1 ? state_d[1] + b * H : nullptr};
+      const T* s0 = state_d[0] + b * H;
       T* c_rows[2] = {cand_d + b * H, cand_d + (B + b) * H};
-      Cell::step(p, xp_d + (t * B + b) * G, prev, seq.h_mask ? seq.h_mask + b * H : nullptr,
-                 c_rows, H);
+      unit_row<Cell>(p, xp_d + (t * B + b) * G, s0, S > 1 ? state_d[1] + b * H : s0,
+                     seq.h_mask ? seq.h_mask + b * H : neutral.ones, c_rows[0], c_rows[1], H);
       const T m = seq.mask_at(t, b);
       for (int i = 0; i < S; ++i) {
         const Keep<T> keep{keep_data[i], seq.mask, neutral.ones, neutral.zeros, B, H};
@@ -163,6 +199,7 @@ BackwardResult elementwise_backward_impl(const SequenceArgs& a, const BackwardAr
   T* d_xp_d = d_xp.data_ptr<T>();
   T* sums_d = sum_width > 0 ? sums_rows.data_ptr<T>() : nullptr;
   T* scratch_d = scratch.data_ptr<T>();
+  T* scratch_sums = nullptr;  // (cells without recurrent-parameter sums never write it)
   T* d_state_d[2] = {d_states[0].data_ptr<T>(), S > 1 ? d_states[S - 1].data_ptr<T>() : nullptr};
   const T* prev_d[2] = {prev_all[0].data_ptr<T>(), S > 1 ? prev_all[S - 1].data_ptr<T>() : nullptr};
   for (index_t k = T_ - 1; k >= 0; --k) {
@@ -184,9 +221,11 @@ BackwardResult elementwise_backward_impl(const SequenceArgs& a, const BackwardAr
         split_state_grad(d_state_d[i] + b * H, i == 0 ? d_y.row(t, b) : nullptr, d_y.inner, m,
                          keep.row(t, b), d_cand[i], d_keep[i], H);
       }
-      Cell::step_grad(p, xp_d + row * G, prev, seq.h_mask ? seq.h_mask + b * H : nullptr,
-                      d_cand, d_xp_d + row * G, d_prev, sums_d ? sums_d + row * sum_width : nullptr,
-                      H);
+      const int last = S - 1;
+      unit_grad_row<Cell>(p, xp_d + row * G, prev[0], prev[last],
+                          seq.h_mask ? seq.h_mask + b * H : neutral.ones, d_cand[0],
+                          d_cand[last], d_xp_d + row * G, d_prev[0], d_prev[last],
+                          sums_d ? sums_d + row * sum_width : scratch_sums, H);
       for (int i = 0; i < S; ++i) {
         T* __restrict ds = d_state_d[i] + b * H;
         RNNKIT_SIMD

@@ -7,33 +7,24 @@ namespace {
 
 struct MinGruCell : InputOnlyCell<MinGruCell> {
   static constexpr const char* kName = "mingru";
-  static constexpr int kStates = 1, kBlocks = 2;
+  static constexpr int kStates = 1, kBlocks = 2;  // xp = [a_z | h̃]
 
   template <typename T>
-  static void step(const Params<T>&, const T* xp, const T* const* prev, const T*,
-                   T* const* cand, index_t H) {
-    const T* __restrict h = prev[0];
-    T* __restrict out = cand[0];
-    RNNKIT_SIMD
-    for (index_t j = 0; j < H; ++j) {
-      const T z = sigmoid(xp[j]);
-      out[j] = h[j] + z * (xp[H + j] - h[j]);
-    }
+  [[gnu::always_inline]] static void unit(const Params<T>&, const T* xp, index_t j, index_t H,
+                                          T h, T, T, T& h_new, T&) {
+    const T z = sigmoid(xp[j]);
+    h_new = h + z * (xp[H + j] - h);
   }
 
   template <typename T>
-  static void step_grad(const Params<T>&, const T* xp, const T* const* prev, const T*,
-                        T* const* d_cand, T* d_xp, T* const* d_prev, T*, index_t H) {
-    const T* __restrict h = prev[0];
-    const T* __restrict d = d_cand[0];
-    RNNKIT_SIMD
-    for (index_t j = 0; j < H; ++j) {
-      const T z = sigmoid(xp[j]);
-      // h_t = (1 - z) h + z h̃; σ' = z (1 - z)
-      d_xp[j] = d[j] * (xp[H + j] - h[j]) * z * (T(1) - z);
-      d_xp[H + j] = d[j] * z;
-      d_prev[0][j] = d[j] * (T(1) - z);
-    }
+  [[gnu::always_inline]] static void unit_grad(const Params<T>&, const T* xp, index_t j,
+                                               index_t H, T h, T, T, T d, T, T* d_xp, T& d_h_prev,
+                                               T&, T*) {
+    const T z = sigmoid(xp[j]);
+    // h_t = (1 - z) h + z h̃; σ' = z (1 - z)
+    d_xp[j] = d * (xp[H + j] - h) * z * (T(1) - z);
+    d_xp[H + j] = d * z;
+    d_h_prev = d * (T(1) - z);
   }
 };
 

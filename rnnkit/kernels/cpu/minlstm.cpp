@@ -1,6 +1,6 @@
 // Fused minLSTM (rnnkit/cells/minlstm.py): h_t = f' h_{t-1} + (1 - f') h̃ with the normalised
 // forget gate f' = f / (f + i) computed so that it stays defined when both gates underflow,
-// on the element-wise driver of elementwise.h.
+// on the element-wise driver of elementwise.h (no recurrent parameters).
 #include "elementwise.h"
 
 namespace rnnkit {
@@ -18,38 +18,28 @@ template <typename T>
 
 struct MinLstmCell : InputOnlyCell<MinLstmCell> {
   static constexpr const char* kName = "minlstm";
-  static constexpr int kStates = 1, kBlocks = 3;
+  static constexpr int kStates = 1, kBlocks = 3;  // xp = [a_f | a_i | h̃]
 
   template <typename T>
-  static void step(const Params<T>&, const T* xp, const T* const* prev, const T*,
-                   T* const* cand, index_t H) {
-    const T* __restrict h = prev[0];
-    T* __restrict out = cand[0];
-    RNNKIT_SIMD
-    for (index_t j = 0; j < H; ++j) {
-      const T f_norm = normalised_forget(xp[j], xp[H + j]), h_tilde = xp[2 * H + j];
-      out[j] = h_tilde + f_norm * (h[j] - h_tilde);
-    }
+  [[gnu::always_inline]] static void unit(const Params<T>&, const T* xp, index_t j, index_t H,
+                                          T h, T, T, T& h_new, T&) {
+    const T f_norm = normalised_forget(xp[j], xp[H + j]), h_tilde = xp[2 * H + j];
+    h_new = h_tilde + f_norm * (h - h_tilde);
   }
 
   template <typename T>
-  static void step_grad(const Params<T>&, const T* xp, const T* const* prev, const T*,
-                        T* const* d_cand, T* d_xp, T* const* d_prev, T*, index_t H) {
-    const T* __restrict h = prev[0];
-    const T* __restrict d = d_cand[0];
-    T* __restrict d_h = d_prev[0];
-    RNNKIT_SIMD
-    for (index_t j = 0; j < H; ++j) {
-      const T a_f = xp[j], a_i = xp[H + j], h_tilde = xp[2 * H + j];
-      const T f_norm = normalised_forget(a_f, a_i);
-      // h_t = f' h + (1 - f') h̃; f' = σ(δ)
-      const T d_delta = d[j] * (h[j] - h_tilde) * f_norm * (T(1) - f_norm);
-      // ∂δ/∂a_f = σ(-a_f), ∂δ/∂a_i = -σ(-a_i)
-      d_xp[j] = d_delta * sigmoid(-a_f);
-      d_xp[H + j] = -d_delta * sigmoid(-a_i);
-      d_xp[2 * H + j] = d[j] * (T(1) - f_norm);
-      d_h[j] = d[j] * f_norm;
-    }
+  [[gnu::always_inline]] static void unit_grad(const Params<T>&, const T* xp, index_t j,
+                                               index_t H, T h, T, T, T d, T, T* d_xp, T& d_h_prev,
+                                               T&, T*) {
+    const T a_f = xp[j], a_i = xp[H + j], h_tilde = xp[2 * H + j];
+    const T f_norm = normalised_forget(a_f, a_i);
+    // h_t = f' h + (1 - f') h̃; f' = σ(δ), δ = softplus(-a_i) - softplus(-a_f)
+    const T d_delta = d * (h - h_tilde) * f_norm * (T(1) - f_norm);
+    // ∂δ/∂a_f = σ(-a_f), ∂δ/∂a_i = -σ(-a_i)
+    d_xp[j] = d_delta * sigmoid(-a_f);
+    d_xp[H + j] = -d_delta * sigmoid(-a_i);
+    d_xp[2 * H + j] = d * (T(1) - f_norm);
+    d_h_prev = d * f_norm;
   }
 };
 

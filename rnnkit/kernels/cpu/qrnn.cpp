@@ -8,40 +8,30 @@ namespace {
 
 struct QrnnCell : InputOnlyCell<QrnnCell> {
   static constexpr const char* kName = "qrnn";
-  static constexpr int kStates = 2, kBlocks = 3;
+  static constexpr int kStates = 2, kBlocks = 3;  // xp = [a_z | a_f | a_o]
 
   template <typename T>
-  static void step(const Params<T>&, const T* xp, const T* const* prev, const T*,
-                   T* const* cand, index_t H) {
-    const T* __restrict c_prev = prev[1];
-    T* __restrict h = cand[0];
-    T* __restrict c = cand[1];
-    RNNKIT_SIMD
-    for (index_t j = 0; j < H; ++j) {
-      const T z = tanh_fast(xp[j]), f = sigmoid(xp[H + j]), o = sigmoid(xp[2 * H + j]);
-      c[j] = f * c_prev[j] + (T(1) - f) * z;
-      h[j] = o * c[j];
-    }
+  [[gnu::always_inline]] static void unit(const Params<T>&, const T* xp, index_t j, index_t H,
+                                          T, T c, T, T& h_new, T& c_new) {
+    const T z = tanh_fast(xp[j]), f = sigmoid(xp[H + j]), o = sigmoid(xp[2 * H + j]);
+    c_new = f * c + (T(1) - f) * z;
+    h_new = o * c_new;
   }
 
   template <typename T>
-  static void step_grad(const Params<T>&, const T* xp, const T* const* prev, const T*,
-                        T* const* d_cand, T* d_xp, T* const* d_prev, T*, index_t H) {
-    const T* __restrict c_prev = prev[1];
-    RNNKIT_SIMD
-    for (index_t j = 0; j < H; ++j) {
-      const T z = tanh_fast(xp[j]), f = sigmoid(xp[H + j]), o = sigmoid(xp[2 * H + j]);
-      const T c = f * c_prev[j] + (T(1) - f) * z;
-      const T d_h = d_cand[0][j];
-      // h = o c_t; c_t = f c + (1 - f) z
-      const T d_c = d_cand[1][j] + d_h * o;
-      // tanh' = 1 - z², σ' = σ (1 - σ)
-      d_xp[j] = d_c * (T(1) - f) * (T(1) - z * z);
-      d_xp[H + j] = d_c * (c_prev[j] - z) * f * (T(1) - f);
-      d_xp[2 * H + j] = d_h * c * o * (T(1) - o);
-      d_prev[0][j] = T(0);  // h_{t-1} does not enter the step
-      d_prev[1][j] = d_c * f;
-    }
+  [[gnu::always_inline]] static void unit_grad(const Params<T>&, const T* xp, index_t j,
+                                               index_t H, T, T c_prev, T, T d_h, T d_c_new,
+                                               T* d_xp, T& d_h_prev, T& d_c_prev, T*) {
+    const T z = tanh_fast(xp[j]), f = sigmoid(xp[H + j]), o = sigmoid(xp[2 * H + j]);
+    const T c = f * c_prev + (T(1) - f) * z;
+    // h = o c_t; c_t = f c + (1 - f) z
+    const T d_c = d_c_new + d_h * o;
+    // tanh' = 1 - z², σ' = σ (1 - σ)
+    d_xp[j] = d_c * (T(1) - f) * (T(1) - z * z);
+    d_xp[H + j] = d_c * (c_prev - z) * f * (T(1) - f);
+    d_xp[2 * H + j] = d_h * c * o * (T(1) - o);
+    d_h_prev = T(0);  // h_{t-1} does not enter the step
+    d_c_prev = d_c * f;
   }
 };
 

@@ -261,6 +261,26 @@ inline void check_param_count(const SequenceArgs& a, size_t with_bias, size_t wi
               " tensors, got ", a.params.size());
 }
 
+// A vector parameter a Cell's step reads (IndRNN's w_hh, SRU's v): the contiguous tensor,
+// kept alive, and its data; a bias absent without bias reads as zeros of `like`'s shape.
+template <typename T>
+struct VectorParam {
+  at::Tensor tensor;
+  const T* data;
+};
+
+template <typename T>
+VectorParam<T> vector_param(const at::Tensor& t) {
+  VectorParam<T> v{t.contiguous(), nullptr};
+  v.data = v.tensor.template data_ptr<T>();
+  return v;
+}
+
+template <typename T>
+VectorParam<T> bias_param(const SequenceArgs& a, size_t index, const at::Tensor& like) {
+  return vector_param<T>(a.options.bias ? a.params[index] : at::zeros_like(like));
+}
+
 // What a Cell whose only parameters are weight_ih[, bias_ih] shares (QRNN, minGRU,
 // minLSTM): no recurrent parameters, no highway; derive and add kName, kStates, kBlocks,
 // step and step_grad.

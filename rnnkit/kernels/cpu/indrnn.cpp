@@ -26,26 +26,19 @@ struct IndRnnCell {
 
   template <typename T>
   struct Params {
-    at::Tensor w_hh, b_hh;  // kept alive for the pointers
-    const T* w;
-    const T* b;             // zeros without bias
+    VectorParam<T> w, b;  // w_hh, b_hh (zeros without bias)
   };
 
   template <typename T>
   static Params<T> params(const SequenceArgs& a) {
     check_param_count(a, 4, 2, kName);
-    Params<T> p;
-    p.w_hh = a.params[1].contiguous();
-    p.b_hh = a.options.bias ? a.params[3].contiguous() : at::zeros_like(p.w_hh);
-    p.w = p.w_hh.template data_ptr<T>();
-    p.b = p.b_hh.template data_ptr<T>();
-    return p;
+    return {vector_param<T>(a.params[1]), bias_param<T>(a, 3, a.params[1])};
   }
 
   template <typename T>
   [[gnu::always_inline]] static void unit(const Params<T>& p, const T* xp, index_t j, index_t,
                                           T h, T, T m, T& h_new, T&) {
-    h_new = activate(xp[j] + p.w[j] * h * m + p.b[j], ACT);
+    h_new = activate(xp[j] + p.w.data[j] * h * m + p.b.data[j], ACT);
   }
 
   template <typename T>
@@ -53,12 +46,12 @@ struct IndRnnCell {
                                                index_t H, T h, T, T m, T d_h, T, T* d_xp,
                                                T& d_h_prev, T&, T* sums) {
     const T h_in = h * m;
-    const T a = xp[j] + p.w[j] * h_in + p.b[j];
+    const T a = xp[j] + p.w.data[j] * h_in + p.b.data[j];
     // h = φ(a)  =>  d_a = d_h φ'(a)
     const T d_a = d_h * activation_grad(a, activate(a, ACT), ACT);
     d_xp[j] = d_a;
     // a = ... + w h_in  =>  d_h_in = d_a w, d_w += d_a h_in
-    d_h_prev = d_a * p.w[j] * m;
+    d_h_prev = d_a * p.w.data[j] * m;
     sums[j] = d_a * h_in;
     sums[H + j] = d_a;
   }

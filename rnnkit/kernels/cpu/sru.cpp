@@ -14,27 +14,20 @@ struct SruCell {
 
   template <typename T>
   struct Params {
-    at::Tensor weight_c, bias;  // kept alive for the pointers
-    const T* v;                 // [v_f | v_r]
-    const T* b;                 // [b_f | b_r] (zeros without bias)
+    VectorParam<T> v, b;  // [v_f | v_r], [b_f | b_r] (zeros without bias)
   };
 
   template <typename T>
   static Params<T> params(const SequenceArgs& a) {
     check_param_count(a, 3, 2, kName);
-    Params<T> p;
-    p.weight_c = a.params[1].contiguous();
-    p.bias = a.options.bias ? a.params[2].contiguous() : at::zeros_like(p.weight_c);
-    p.v = p.weight_c.template data_ptr<T>();
-    p.b = p.bias.template data_ptr<T>();
-    return p;
+    return {vector_param<T>(a.params[1]), bias_param<T>(a, 2, a.params[1])};
   }
 
   template <typename T>
   [[gnu::always_inline]] static void unit(const Params<T>& p, const T* xp, index_t j, index_t H,
                                           T, T c_prev, T, T& h_new, T& c_new) {
-    const T f = sigmoid(xp[H + j] + p.v[j] * c_prev + p.b[j]);
-    const T r = sigmoid(xp[2 * H + j] + p.v[H + j] * c_prev + p.b[H + j]);
+    const T f = sigmoid(xp[H + j] + p.v.data[j] * c_prev + p.b.data[j]);
+    const T r = sigmoid(xp[2 * H + j] + p.v.data[H + j] * c_prev + p.b.data[H + j]);
     c_new = f * c_prev + (T(1) - f) * xp[j];
     h_new = r * c_new + (T(1) - r) * xp[3 * H + j];
   }
@@ -44,8 +37,8 @@ struct SruCell {
                                                index_t H, T, T c_prev, T, T d_h, T d_c_new,
                                                T* d_xp, T& d_h_prev, T& d_c_prev, T* sums) {
     const T x_tilde = xp[j], x_high = xp[3 * H + j];
-    const T f = sigmoid(xp[H + j] + p.v[j] * c_prev + p.b[j]);
-    const T r = sigmoid(xp[2 * H + j] + p.v[H + j] * c_prev + p.b[H + j]);
+    const T f = sigmoid(xp[H + j] + p.v.data[j] * c_prev + p.b.data[j]);
+    const T r = sigmoid(xp[2 * H + j] + p.v.data[H + j] * c_prev + p.b.data[H + j]);
     const T c = f * c_prev + (T(1) - f) * x_tilde;
     // h = r c_t + (1 - r) x'
     const T d_a_r = d_h * (c - x_high) * r * (T(1) - r);
@@ -58,7 +51,7 @@ struct SruCell {
     d_xp[3 * H + j] = d_h * (T(1) - r);
     d_h_prev = T(0);  // h_{t-1} does not enter the step
     // both gates see v ⊙ c_{t-1}
-    d_c_prev = d_c * f + d_a_f * p.v[j] + d_a_r * p.v[H + j];
+    d_c_prev = d_c * f + d_a_f * p.v.data[j] + d_a_r * p.v.data[H + j];
     sums[j] = d_a_f * c_prev;
     sums[H + j] = d_a_r * c_prev;
     sums[2 * H + j] = d_a_f;

@@ -56,6 +56,9 @@ def _train_arguments(p):
     p.add_argument("--out", help="output directory (default: the config's train.out)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after M min")
+    p.add_argument("--checkpoint-minutes", type=float,
+                   help="write a checkpoint at least every M minutes (default 5; 0 = by "
+                        "steps only, train.checkpoint_every)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint")
@@ -117,6 +120,7 @@ def _build_config(args, overrides):
     for key, value in (("task.task", args.task), ("train.out", args.out),
                        ("train.epochs", args.epochs),
                        ("train.max_minutes", args.max_minutes), ("train.seed", args.seed),
+                       ("train.checkpoint_minutes", args.checkpoint_minutes),
                        *((f"task.{k}", getattr(args, k, None)) for k in _FORECAST_FLAGS),
                        ("task.length", getattr(args, "length", None))):
         if value is not None:

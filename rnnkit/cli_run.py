@@ -204,7 +204,9 @@ def fit_run(trainer, latest, data_text):
     say(f"rnnkit train: {trainer.model_meta['kind']} {config.model.cell} "
         f"{config.model.num_layers}x{config.model.hidden_size}, {params:,} parameters, "
         f"vocab {len(trainer.vocab)}; {data_text}; {world.world_size} process(es); out {out}"
-        + (f"; resuming from {latest.name}" if latest is not None else ""), file=sys.stderr)
+        + (f"; resuming from {latest.name} (epoch {trainer.epoch}, step "
+           f"{trainer.step_count}) in {str(latest.parent)!r}" if latest is not None else ""),
+        file=sys.stderr)
     finished = False
     try:
         summary = trainer.fit()

@@ -82,6 +82,7 @@ class TrainConfig:
     max_minutes: float = 0.0   # stop (with a checkpoint) after this long; 0 = no limit
     log_every: int = 50        # steps between metric rows
     checkpoint_every: int = 1000  # steps between mid-epoch checkpoints; 0 = epoch ends
+    checkpoint_minutes: float = 5.0  # also one after this many minutes; 0 = steps only
     keep_checkpoints: int = 3  # the last N checkpoints kept (plus best); 0 = keep all
     progress: str = "auto"     # "auto" | "bar" | "log" | "off"
     tensorboard: bool = True
@@ -166,7 +167,7 @@ class Config:
         for key in ("optim.lr",):
             _check_float(key, _get(self, key), 0.0, math.inf, low_open=True)
         for key in ("optim.weight_decay", "optim.clip", "model.init_range",
-                    "train.max_minutes", "task.lm_weight", "task.length_penalty"):
+                    "train.max_minutes", "train.checkpoint_minutes", "task.lm_weight", "task.length_penalty"):
             _check_float(key, _get(self, key), 0.0, math.inf)
         for key in ("model.dropout", "task.word_dropout", "optim.momentum", "optim.beta1",
                     "optim.beta2"):

@@ -148,7 +148,7 @@ class Trainer:
         """Train until the configured epochs are done or a stop is requested; returns
         a summary dict (``"completed"``, ``"stop_reason"``, best valid, test)."""
         t = self.config.train
-        self.run_start = time.monotonic()
+        self.run_start = self._last_checkpoint = time.monotonic()
         previous = self._install_signal_handlers()
         if self.world.is_main and self.out_dir:
             self.log = MetricsLog(self.out_dir, t.tensorboard, resume_step=self.step_count)
@@ -188,11 +188,22 @@ class Trainer:
                 else:
                     self.save()
                 return False
-            if (t.checkpoint_every and self.step_count % t.checkpoint_every == 0
-                    and self.batch_index < self.steps_per_epoch):
+            if self.batch_index < self.steps_per_epoch and self._checkpoint_due():
                 self.save()
         self._close_bar()
         return True
+
+    def _checkpoint_due(self):
+        """True every ``train.checkpoint_every`` steps and when ``train.checkpoint_minutes``
+        have passed since the last checkpoint (or the start), whichever comes first; every
+        rank agrees (a clock on any rank is enough)."""
+        t = self.config.train
+        by_steps = bool(t.checkpoint_every) and self.step_count % t.checkpoint_every == 0
+        by_time = (t.checkpoint_minutes > 0 and
+                   time.monotonic() - self._last_checkpoint >= t.checkpoint_minutes * 60)
+        if self.world.distributed and not by_steps:
+            return self.world.any(by_time)
+        return by_steps or by_time
 
     def _close_bar(self):
         if self.bar is not None:
@@ -395,6 +406,7 @@ class Trainer:
                              "elapsed_s": self.elapsed(), "interval": self.interval[:2]},
             }, is_best=is_best)
         self.world.barrier()
+        self._last_checkpoint = time.monotonic()
 
     def load_weights(self, path):
         """Load only the model weights of a checkpoint."""

@@ -187,3 +187,47 @@ def test_time_limit_validates_mid_epoch_and_resumes_exactly(tmp_path):
     assert train_losses(tmp_path / "limited") == train_losses(tmp_path / "reference")
     epoch_ends = valid_losses(tmp_path / "limited")[1:]
     assert epoch_ends == valid_losses(tmp_path / "reference")
+
+
+class FakeClock:
+    """``time.monotonic`` of the trainer module, advanced by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+def test_checkpoints_by_wall_time_whichever_interval_comes_first(tmp_path, monkeypatch):
+    import rnnkit.training.trainer as trainer_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+
+    class TwentySecondSteps(Trainer):
+        def step(self, inputs, targets):
+            clock.now += 20.0
+            return super().step(inputs, targets)
+
+    trainer = tiny_trainer(tmp_path, cls=TwentySecondSteps, **{
+        "train.checkpoint_every": "7", "train.checkpoint_minutes": "1",
+        "train.keep_checkpoints": "0", "train.epochs": "1"})
+    trainer.fit()
+    steps = CheckpointManager(tmp_path / "run" / "checkpoints").steps()
+    # a minute is three 20 s steps; step 7 comes by steps first, then the clock restarts
+    # from that checkpoint; the last is the epoch end
+    last = trainer.steps_per_epoch
+    expected = sorted({3, 6, 7, 10, 13, 14, 17, 20, 21, 24, 27, 28, 31} & set(range(1, last))
+                      | {last})
+    assert steps == expected
+
+
+def test_checkpoint_minutes_zero_checkpoints_by_steps_only(tmp_path):
+    trainer = tiny_trainer(tmp_path, **{"train.checkpoint_every": "4",
+                                        "train.checkpoint_minutes": "0",
+                                        "train.keep_checkpoints": "0", "train.epochs": "1"})
+    trainer.fit()
+    last = trainer.steps_per_epoch
+    assert CheckpointManager(tmp_path / "run" / "checkpoints").steps() == [
+        *range(4, last, 4), last]

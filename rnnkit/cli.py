@@ -54,6 +54,10 @@ def _train_arguments(p):
     p.add_argument("--valid", help="validation text")
     p.add_argument("--test", help="test text")
     p.add_argument("--out", help="output directory (default: the config's train.out)")
+    p.add_argument("--model", choices=("rnn", "tcn", "transformer"),
+                   help="the sequence model of an lm or forecast run: rnn (the --cell "
+                        "layers, default), tcn (dilated causal convolutions) or transformer "
+                        "(causal); sets model.arch")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after M min")
     p.add_argument("--checkpoint-minutes", type=float,
@@ -63,10 +67,12 @@ def _train_arguments(p):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint")
     p.add_argument("--task", choices=("lm", "classify", "tag", "seq2seq", "forecast",
-                                      "adding", "copy"),
+                                      "adding", "copy", "caption", "vqa"),
                    help="what to train (default: the preset's, else lm); classify/tag "
                         "read label<TAB>text lines, seq2seq source<TAB>target lines, "
-                        "forecast a CSV with a header; adding/copy generate their data")
+                        "forecast a CSV with a header; adding/copy generate their data; "
+                        "caption/vqa read a folder of images and TSVs (--data DIR, default "
+                        "the built-in scenes; --attention soft|hard|none)")
     _forecast_arguments(p)
     _memory_arguments(p)
 
@@ -118,6 +124,7 @@ def _build_config(args, overrides):
     elif args.valid or args.test:
         raise UsageError("--valid and --test need --data")
     for key, value in (("task.task", args.task), ("train.out", args.out),
+                       ("model.arch", args.model),
                        ("train.epochs", args.epochs),
                        ("train.max_minutes", args.max_minutes), ("train.seed", args.seed),
                        ("train.checkpoint_minutes", args.checkpoint_minutes),
@@ -137,7 +144,11 @@ def _build_config(args, overrides):
 
 
 def _run_train(args, overrides):
-    config, explicit, given = _build_config(args, overrides)
+    from rnnkit.cli_images import IMAGE_TASKS, attention_words, run_image_train
+
+    config, explicit, given = _build_config(args, attention_words(overrides))
+    if config.task.task in IMAGE_TASKS:
+        return run_image_train(args, config, explicit, given)
     if config.task.task == "forecast":
         from rnnkit.cli_forecast import run_forecast_train
         return run_forecast_train(args, config, explicit, given)
@@ -283,6 +294,9 @@ def _run_eval(args, overrides):
     from rnnkit.cli_memory import is_memory_checkpoint, run_memory_eval
     if is_memory_checkpoint(args.checkpoint[0]):
         return run_memory_eval(args)
+    from rnnkit.cli_images import is_image_checkpoint, run_image_eval
+    if is_image_checkpoint(args.checkpoint[0]):
+        return run_image_eval(args)
     if args.data is None:
         raise UsageError("eval: --data is required (a text file or dataset name; a CSV "
                          "for a forecaster)")
@@ -336,7 +350,10 @@ def _predict_arguments(p):
 
 def _run_predict(args, overrides):
     from rnnkit.cli_forecast import run_forecast_predict
+    from rnnkit.cli_images import is_image_checkpoint, run_image_predict
     from rnnkit.cli_tasks import run_predict
+    if is_image_checkpoint(args.checkpoint[0]):
+        return run_image_predict(args)
     if args.data is not None:
         if args.text is not None or len(args.checkpoint) > 1:
             raise UsageError("predict: a forecaster takes no text; give --data FILE.csv")

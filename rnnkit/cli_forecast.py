@@ -33,7 +33,8 @@ def build_forecaster(model_config, task_config, num_inputs):
     t = task_config if isinstance(task_config, dict) else vars(task_config)
     return Forecaster(num_inputs, t["horizon"], hidden_size=m["hidden_size"],
                       num_layers=m["num_layers"], cell=m["cell"], dropout=m["dropout"],
-                      strategy=t["strategy"], loss=t["forecast_loss"], **m["options"])
+                      strategy=t["strategy"], loss=t["forecast_loss"],
+                      arch=m.get("arch", "rnn"), **m["options"])
 
 
 def _check(path, meta):

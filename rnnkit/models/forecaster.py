@@ -11,6 +11,10 @@ Two strategies (Taieb et al. 2012 name them):
 Both predict the change from the last observed target value rather than the value
 itself: a series whose level drifts past the training range (a trend) is still
 forecast from where it is, and the untrained network starts as the naive forecast.
+
+``arch="tcn"`` or ``"transformer"`` makes the encoder a non-recurrent baseline of
+:mod:`rnnkit.models.baselines` (direct strategy only: there is no state to start a
+recurrent decoder from).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnkit.layers import make_layer
+from rnnkit.models.baselines import BASELINES, make_baseline
 
 __all__ = ["Forecaster", "STRATEGIES", "LOSSES"]
 
@@ -35,7 +40,10 @@ class Forecaster(nn.Module):
             (default ``'lstm'``). dropout: between layers and before the head (default 0).
         strategy: ``'direct'`` or ``'seq2seq'`` (default ``'direct'``).
         loss: ``'mse'`` or ``'mae'`` on the scaled target (default ``'mse'``).
-        **options: any rnnkit layer option (``layer_norm``, ``zoneout``, ...).
+        arch: ``'rnn'`` (default), ``'tcn'`` or ``'transformer'`` (the encoder; ``cell``
+            unused, ``strategy`` must be ``'direct'``).
+        **options: any rnnkit layer option (``layer_norm``, ``zoneout``, ...), or the
+            baseline's (``kernel_size``; ``num_heads``, ``context_size``, ``ff_size``).
 
     ``forward(inputs (N, W, F)) -> forecasts (N, H)``; ``loss(batch)`` with batch
     ``{"inputs": (N, W, F), "targets": (N, H)}``.
@@ -50,8 +58,14 @@ class Forecaster(nn.Module):
     kind = "forecast"
 
     def __init__(self, num_inputs, horizon, hidden_size=64, num_layers=1, cell="lstm",
-                 dropout=0.0, strategy="direct", loss="mse", **options):
+                 dropout=0.0, strategy="direct", loss="mse", arch="rnn", **options):
         super().__init__()
+        if arch != "rnn" and arch not in BASELINES:
+            raise ValueError(f"Forecaster: arch must be one of rnn, {', '.join(BASELINES)}, "
+                             f"got {arch!r}")
+        if arch != "rnn" and strategy != "direct":
+            raise ValueError(f"Forecaster: arch={arch!r} needs strategy='direct', "
+                             f"got {strategy!r}")
         if strategy not in STRATEGIES:
             raise ValueError(f"Forecaster: strategy must be one of {STRATEGIES}, "
                              f"got {strategy!r}")
@@ -60,9 +74,13 @@ class Forecaster(nn.Module):
         if horizon < 1:
             raise ValueError(f"Forecaster: horizon must be >= 1, got {horizon}")
         self.horizon, self.strategy, self.loss_name = horizon, strategy, loss
-        self.encoder = make_layer(cell, num_inputs, hidden_size, num_layers,
-                                  batch_first=True,
-                                  dropout=dropout if num_layers > 1 else 0.0, **options)
+        if arch == "rnn":
+            self.encoder = make_layer(cell, num_inputs, hidden_size, num_layers,
+                                      batch_first=True,
+                                      dropout=dropout if num_layers > 1 else 0.0, **options)
+        else:
+            self.encoder = make_baseline(arch, num_inputs, hidden_size, num_layers, dropout,
+                                         batch_first=True, **options)
         self.drop = nn.Dropout(dropout)
         if strategy == "direct":
             self.head = nn.Linear(hidden_size, horizon)

@@ -4,6 +4,11 @@ The model of pytorch/examples' word_language_model (``RNNModel``) and of Zaremba
 al. (2014): embedding -> dropout -> multi-layer rnnkit RNN / LSTM / GRU (dropout between
 layers) -> dropout -> linear decoder, optionally with the decoder weight tied to the
 embedding (Press & Wolf 2017; Inan et al. 2017).
+
+``arch="tcn"`` or ``"transformer"`` puts a non-recurrent baseline of
+:mod:`rnnkit.models.baselines` where the recurrent layers are (the attribute keeps the
+name ``rnn``); its state is the context it carries between chunks (see there), so
+training, evaluation and :meth:`LanguageModel.generate` run unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import nn
 
 from rnnkit.cells import FAMILIES
 from rnnkit.layers import layer_class
+from rnnkit.models.baselines import BASELINES, make_baseline
 
 __all__ = ["LanguageModel", "CharLM", "WordLM", "build_language_model"]
 
@@ -34,7 +40,10 @@ class LanguageModel(nn.Module):
             Default: False.
         init_range: if > 0, every parameter is drawn from U(-r, r) (Zaremba et al.);
             else the layers' torch.nn initialisation is kept. Default: 0.
-        **options: passed to the rnnkit layer (``layer_norm``, ``zoneout``, ...).
+        arch: ``"rnn"`` (the ``cell`` layers), ``"tcn"`` or ``"transformer"``
+            (``cell`` is then unused; ``num_layers`` counts blocks). Default: ``"rnn"``.
+        **options: passed to the rnnkit layer (``layer_norm``, ``zoneout``, ...) or the
+            baseline (``kernel_size``; ``num_heads``, ``context_size``, ``ff_size``).
 
     Shapes: ``forward(inputs (T, N), state) -> (logits (T, N, V), state)``.
 
@@ -49,19 +58,27 @@ class LanguageModel(nn.Module):
     kind = "lm"
 
     def __init__(self, vocab_size, embed_size=256, hidden_size=256, num_layers=2,
-                 cell="lstm", dropout=0.0, tie_weights=False, init_range=0.0, **options):
+                 cell="lstm", dropout=0.0, tie_weights=False, init_range=0.0, arch="rnn",
+                 **options):
         super().__init__()
         owner = type(self).__name__
+        if arch != "rnn" and arch not in BASELINES:
+            raise ValueError(f"{owner}: arch must be one of rnn, {', '.join(BASELINES)}, "
+                             f"got {arch!r}")
         if cell not in FAMILIES:
             raise ValueError(f"{owner}: cell must be one of {', '.join(FAMILIES)}, got {cell!r}")
         if tie_weights and embed_size != hidden_size:
             raise ValueError(f"{owner}: tie_weights needs embed_size == hidden_size, got "
                              f"{embed_size} and {hidden_size}")
-        self.vocab_size, self.cell = vocab_size, cell
+        self.vocab_size, self.cell, self.arch = vocab_size, cell, arch
         self.embedding = nn.Embedding(vocab_size, embed_size)
         self.drop = nn.Dropout(dropout)
-        self.rnn = layer_class(cell)(embed_size, hidden_size, num_layers,
-                                dropout=dropout if num_layers > 1 else 0.0, **options)
+        if arch == "rnn":
+            self.rnn = layer_class(cell)(embed_size, hidden_size, num_layers,
+                                    dropout=dropout if num_layers > 1 else 0.0, **options)
+        else:
+            self.rnn = make_baseline(arch, embed_size, hidden_size, num_layers, dropout,
+                                     **options)
         self.decoder = nn.Linear(hidden_size, vocab_size)
         if init_range > 0:
             for parameter in self.parameters():
@@ -143,4 +160,5 @@ def build_language_model(model_config, vocab_size, level):
     cls = CharLM if level == "char" else WordLM
     return cls(vocab_size, embed_size=c["embed_size"], hidden_size=c["hidden_size"],
                num_layers=c["num_layers"], cell=c["cell"], dropout=c["dropout"],
-               tie_weights=c["tie_weights"], init_range=c["init_range"], **c["options"])
+               tie_weights=c["tie_weights"], init_range=c["init_range"],
+               arch=c.get("arch", "rnn"), **c["options"])

@@ -44,6 +44,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     cell: str = "lstm"         # "lstm" | "gru" | "rnn" | any registered family
+    arch: str = "rnn"          # "rnn" (the cell) | "tcn" | "transformer" (lm, forecast)
     embed_size: int = 256
     hidden_size: int = 256
     num_layers: int = 2
@@ -120,6 +121,12 @@ class TaskConfig:
     fill: str = ""             # forecast: NA cells: "" = error | "interpolate"
     length: int = 100          # adding / copy: sequence length T (data/memory.py)
     epoch_batches: int = 100   # adding / copy: generated training batches per epoch
+    image_size: int = 48       # caption / vqa: images resized to S x S pixels
+    cnn_width: int = 16        # caption / vqa: CNN channels width, 2 width, 4 width
+    attention_reg: float = 0.0  # caption: doubly stochastic attention regulariser λ
+    entropy_weight: float = 0.01  # caption: hard attention's entropy bonus
+    hops: int = 2              # vqa: attention steps over the image
+    scenes: int = 3000         # caption / vqa without --data: built-in training scenes
 
 
 @dataclass
@@ -142,7 +149,8 @@ class Config:
         _choice("train.loss_reduction", self.train.loss_reduction, ("mean", "sum_over_time"))
         _choice("train.progress", self.train.progress, ("auto", "bar", "log", "off"))
         _choice("task.task", self.task.task,
-                ("lm", "classify", "tag", "seq2seq", "forecast", "adding", "copy"))
+                ("lm", "classify", "tag", "seq2seq", "forecast", "adding", "copy",
+                 "caption", "vqa"))
         _choice("task.pooling", self.task.pooling, ("last", "mean", "max", "attention"))
         _choice("task.attention", self.task.attention,
                 ("", "dot", "general", "additive", "scaled_dot"))
@@ -154,7 +162,7 @@ class Config:
                     "train.epochs", "train.batch_size", "train.bptt",
                     "train.eval_batch_size", "train.log_every", "task.beam_size",
                     "task.min_count", "task.horizon", "task.window", "task.length",
-                    "task.epoch_batches"):
+                    "task.epoch_batches", "task.cnn_width", "task.hops", "task.scenes"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: must be >= 1, got {_get(self, key)}")
         # 0 means "off" / "default" for these (documented at the fields); negative is not
@@ -167,7 +175,8 @@ class Config:
         for key in ("optim.lr",):
             _check_float(key, _get(self, key), 0.0, math.inf, low_open=True)
         for key in ("optim.weight_decay", "optim.clip", "model.init_range",
-                    "train.max_minutes", "train.checkpoint_minutes", "task.lm_weight", "task.length_penalty"):
+                    "train.max_minutes", "train.checkpoint_minutes", "task.lm_weight", "task.length_penalty",
+                    "task.attention_reg", "task.entropy_weight"):
             _check_float(key, _get(self, key), 0.0, math.inf)
         for key in ("model.dropout", "task.word_dropout", "optim.momentum", "optim.beta1",
                     "optim.beta2"):
@@ -179,6 +188,9 @@ class Config:
                 self.task.teacher_forcing_final):  # < 0 means "constant"
             _check_float("task.teacher_forcing_final", self.task.teacher_forcing_final,
                          -math.inf, 1.0)
+        if self.task.image_size < 8:
+            raise ConfigError(f"config key task.image_size: must be >= 8 (the CNN halves "
+                              f"it three times), got {self.task.image_size}")
         if not self.train.out.strip():
             raise ConfigError("config key train.out: must not be empty (it is the output "
                               "directory, --out)")
@@ -186,8 +198,37 @@ class Config:
             raise ConfigError(f"config key model.tie_weights: needs embed_size == "
                               f"hidden_size, got {self.model.embed_size} and "
                               f"{self.model.hidden_size}")
+        if self.model.arch != "rnn":
+            _check_baseline(self.model, self.task.task)
+            return self
         check_layer_options(self.model.cell, self.model.options, self.model.hidden_size)
         return self
+
+
+def _check_baseline(model, task):
+    """model.arch: tcn / transformer for the LM and forecasting only, with options its
+    constructor knows and accepts (built on the meta device)."""
+    import torch
+
+    from rnnkit.models.baselines import BASELINES, baseline_option_defaults, make_baseline
+
+    _choice("model.arch", model.arch, ("rnn", *BASELINES))
+    if task not in ("lm", "forecast"):
+        raise ConfigError(f"config key model.arch: {model.arch!r} works for the tasks lm "
+                          f"and forecast, got task {task!r}")
+    defaults = baseline_option_defaults(model.arch)
+    for name, value in model.options.items():
+        if name not in defaults:
+            raise ConfigError(f"config key model.options.{name}: unknown option for "
+                              f"arch {model.arch!r}; known: {', '.join(sorted(defaults))}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key model.options.{name}: must be an integer, "
+                              f"got {value!r}")
+    try:
+        with torch.device("meta"):  # no memory: a bad option fails before any data
+            make_baseline(model.arch, 1, model.hidden_size, model.num_layers, **model.options)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config key model.options: {e}") from None
 
 
 def _check_float(key, value, low, high, low_open=False, high_open=False):

@@ -201,7 +201,8 @@ def fit_run(trainer, latest, data_text):
         adopt(out, config.task.task)
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
     params = sum(p.numel() for p in model.parameters())
-    say(f"rnnkit train: {trainer.model_meta['kind']} {config.model.cell} "
+    arch = config.model.cell if config.model.arch == "rnn" else config.model.arch
+    say(f"rnnkit train: {trainer.model_meta['kind']} {arch} "
         f"{config.model.num_layers}x{config.model.hidden_size}, {params:,} parameters, "
         f"vocab {len(trainer.vocab)}; {data_text}; {world.world_size} process(es); out {out}"
         + (f"; resuming from {latest.name} (epoch {trainer.epoch}, step "

@@ -130,6 +130,7 @@ def prepare_run(out, config, resume, explicit, given, check_checkpoint):
     run_config = config_from_dict(meta["config"])
     _check_same_run(out, run_config, config, given)
     config = apply_overrides(run_config, explicit).validate()
+    config.train.out = str(out)  # where the run is now, never a path its files name
     if _finished(out, meta, config):
         epochs, step = meta["progress"]["epoch"] - 1, meta["progress"]["step"]
         print(f"rnnkit train: the run in {str(out)!r} is finished ({epochs} epoch"
@@ -190,7 +191,7 @@ def fit_run(trainer, latest, data_text):
     Returns the trainer's summary, or None after a non-finite loss (already reported).
     """
     from rnnkit.training.config import to_dict
-    from rnnkit.training.rundir import adopt
+    from rnnkit.training.rundir import adopt, write_text_atomic
     from rnnkit.training.trainer import NonFiniteLoss
 
     config, world, model, out = trainer.config, trainer.world, trainer.model, trainer.out_dir
@@ -199,7 +200,7 @@ def fit_run(trainer, latest, data_text):
     say = print if world.is_main else (lambda *a, **k: None)
     if world.is_main:
         adopt(out, config.task.task)
-        (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
+        write_text_atomic(out / "config.json", json.dumps(to_dict(config), indent=1) + "\n")
     params = sum(p.numel() for p in model.parameters())
     arch = config.model.cell if config.model.arch == "rnn" else config.model.arch
     say(f"rnnkit train: {trainer.model_meta['kind']} {arch} "

@@ -7,11 +7,20 @@ A checkpoint is a directory ``checkpoints/step-00001234/`` holding
 * ``meta.json`` -- config, vocabulary, progress, schedule and everything else that is
   plain data, plus the SHA-256 of the tensors file so that corruption is detected.
 
+The two files vouch for each other: ``meta.json`` carries the SHA-256 of the tensors
+file, and the tensors file's own header carries the SHA-256 of the meta data, so a bit
+flipped in either file (or a tensors file from another checkpoint) is a CheckpointError,
+never a silent load of other numbers.
+
 It is written into a temporary directory (each file flushed and fsync'ed), then renamed
 into place, so a crash leaves either the old set of checkpoints or the new one, never a
-half-written checkpoint under a real name. ``best`` and ``latest`` are symlinks swapped
-with an atomic ``os.replace``. Loading reads JSON and safetensors only: nothing is
-unpickled.
+half-written checkpoint under a real name; a write that fails (a full disk) removes its
+temporary directory and raises a CheckpointError saying the earlier checkpoints are
+intact. A checkpoint replaced or pruned is first renamed to a hidden name, so a crash
+while deleting it never leaves a partial one under a real name. ``best`` and ``latest``
+are symlinks swapped with an atomic ``os.replace``; only links to a ``step-N`` folder
+beside them and only real (not symlinked) ``step-N`` folders count. Loading reads JSON
+and safetensors only: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -59,24 +68,61 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _meta_digest(meta):
+    """SHA-256 of the meta data as JSON reads it back (key order and tuples vs lists do
+    not matter), without the ``tensors_sha256`` entry that refers back to the tensors."""
+    plain = json.loads(json.dumps(meta))
+    plain.pop("tensors_sha256", None)
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _header_metadata(blob):
+    """The ``__metadata__`` of a safetensors file's JSON header ({} when absent)."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    return header.get("__metadata__") or {}
+
+
 def save_checkpoint(directory, tensors, meta):
     """Write ``tensors`` (name -> Tensor) and ``meta`` (JSON data) atomically into
     ``directory``, which must not exist yet. Returns the directory as a Path."""
     directory = Path(directory)
-    if directory.exists():
+    if directory.exists() or directory.is_symlink():
         raise CheckpointError(f"checkpoint {str(directory)!r} already exists")
-    blob = save_safetensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-    meta = dict(meta, format=FORMAT, tensors_sha256=hashlib.sha256(blob).hexdigest())
+    meta = dict(meta, format=FORMAT)
+    blob = save_safetensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                            metadata={"meta_sha256": _meta_digest(meta)})
+    meta["tensors_sha256"] = hashlib.sha256(blob).hexdigest()
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    _write_file(tmp / TENSORS, blob)
-    _write_file(tmp / META, json.dumps(meta, indent=1).encode())
-    _fsync_dir(tmp)
-    os.rename(tmp, directory)
-    _fsync_dir(directory.parent)
+    try:
+        _remove(tmp)
+        tmp.mkdir(parents=True)
+        _write_file(tmp / TENSORS, blob)
+        _write_file(tmp / META, json.dumps(meta, indent=1).encode())
+        _fsync_dir(tmp)
+        os.rename(tmp, directory)
+        _fsync_dir(directory.parent)
+    except OSError as e:
+        _remove(tmp, missing_ok=True)
+        why = e.strerror or str(e)
+        raise CheckpointError(f"could not write checkpoint {str(directory)!r}: {why} (a full "
+                              f"disk or a file-size limit?); the earlier checkpoints are "
+                              f"intact, free some space and continue with --resume"
+                              ) from None
     return directory
+
+
+def _remove(path, missing_ok=True):
+    """Delete a file, link or folder tree; errors only when ``missing_ok`` is False."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+    except OSError:
+        if not missing_ok:
+            raise
 
 
 def load_checkpoint(directory):
@@ -101,9 +147,16 @@ def load_checkpoint(directory):
                               f"corrupted: its SHA-256 does not match {META}")
     try:
         tensors = load_safetensors(blob)
+        header = _header_metadata(blob)
     except (SafetensorError, ValueError) as e:
         raise CheckpointError(f"checkpoint file {str(tensors_path)!r} is not a valid "
                               f"safetensors file: {e}") from None
+    # checkpoints written before the meta digest existed have none; when there is one,
+    # meta.json must be the one written with these tensors
+    if "meta_sha256" in header and header["meta_sha256"] != _meta_digest(meta):
+        raise CheckpointError(f"checkpoint file {str(meta_path)!r} is corrupted or "
+                              f"belongs to another checkpoint: its content does not match "
+                              f"the SHA-256 recorded in {TENSORS}")
     return tensors, meta
 
 
@@ -113,6 +166,9 @@ def resolve_checkpoint(path, prefer="best"):
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint path {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a file, not an rnnkit run (a directory "
+                              f"with checkpoints/) or checkpoint (a directory with {META})")
     if (path / META).exists() or (path / TENSORS).exists():
         return path
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
@@ -120,7 +176,9 @@ def resolve_checkpoint(path, prefer="best"):
     found = manager.best() if prefer == "best" else None
     found = found or manager.latest()
     if found is None:
-        raise CheckpointError(f"no checkpoint found in {str(path)!r}")
+        raise CheckpointError(f"{str(path)!r} is not an rnnkit run: no checkpoints/step-N "
+                              f"checkpoint in it (give the --out of an rnnkit train run, or "
+                              f"one of its checkpoints)")
     return found
 
 
@@ -133,10 +191,12 @@ class CheckpointManager:
         self.keep_last = keep_last
 
     def steps(self):
-        """Step numbers of the complete checkpoints, oldest first."""
+        """Step numbers of the complete checkpoints, oldest first (real folders only:
+        rnnkit never follows a ``step-N`` symlink out of the run)."""
         if not self.folder.is_dir():
             return []
-        found = (_STEP_DIR.match(p.name) for p in self.folder.iterdir())
+        found = (_STEP_DIR.match(p.name) for p in self.folder.iterdir()
+                 if p.is_dir() and not p.is_symlink())
         return sorted(int(m.group(1)) for m in found if m)
 
     def path(self, step):
@@ -147,21 +207,50 @@ class CheckpointManager:
         return self.path(steps[-1]) if steps else None
 
     def best(self):
+        """The checkpoint ``best`` links to, when it is one of this folder's own."""
         link = self.folder / "best"
-        return link.resolve() if link.is_symlink() and link.resolve().exists() else None
+        if not link.is_symlink():
+            return None
+        match = _STEP_DIR.match(os.readlink(link))
+        if not match or int(match.group(1)) not in self.steps():
+            return None
+        return self.path(int(match.group(1))).resolve()
 
     def save(self, step, tensors, meta, is_best=False):
         """Write checkpoint ``step``, point ``latest`` (and ``best``) at it, prune."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._clean_leftovers()
         target = self.path(step)
-        if target.exists():  # a re-run of the same step after resume: replace it
-            shutil.rmtree(target)
-        save_checkpoint(target, tensors, meta)
+        if target.exists() or target.is_symlink():
+            # a re-run of the same step after resume: the new one is written beside it
+            # first, so a crash in between keeps a complete checkpoint
+            staged = save_checkpoint(self.folder / f".{target.name}.new", tensors, meta)
+            self._discard(target)
+            os.rename(staged, target)
+            _fsync_dir(self.folder)
+        else:
+            save_checkpoint(target, tensors, meta)
         self._point("latest", target)
         if is_best:
             self._point("best", target)
         self._prune()
         return target
+
+    def _discard(self, path):
+        """Rename a checkpoint to a hidden name, then delete it: a crash half-way through
+        the deletion never leaves a partial checkpoint under a real name."""
+        trash = self.folder / f".trash-{path.name}-{os.getpid()}"
+        _remove(trash)
+        os.rename(path, trash)
+        _remove(trash)
+
+    def _clean_leftovers(self):
+        """Temporary and half-deleted folders a killed writer left behind (one run has
+        one writer, so none of them is in use)."""
+        for entry in self.folder.iterdir():
+            if entry.name.startswith(".") and (".tmp-" in entry.name or entry.name.startswith(
+                    ".trash-") or entry.name.endswith(".new")):
+                _remove(entry)
 
     def _point(self, name, target):
         tmp = self.folder / f".{name}.tmp-{os.getpid()}"
@@ -175,7 +264,7 @@ class CheckpointManager:
         for step in self.steps()[:-self.keep_last] if self.keep_last > 0 else []:
             path = self.path(step)
             if best is None or path.resolve() != best:
-                shutil.rmtree(path)
+                self._discard(path)
 
 
 def split_shared(state_dict):

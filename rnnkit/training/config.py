@@ -175,7 +175,8 @@ class Config:
         for key in ("optim.lr",):
             _check_float(key, _get(self, key), 0.0, math.inf, low_open=True)
         for key in ("optim.weight_decay", "optim.clip", "model.init_range",
-                    "train.max_minutes", "train.checkpoint_minutes", "task.lm_weight", "task.length_penalty",
+                    "train.max_minutes", "train.checkpoint_minutes", "task.lm_weight",
+                    "task.length_penalty",
                     "task.attention_reg", "task.entropy_weight"):
             _check_float(key, _get(self, key), 0.0, math.inf)
         for key in ("model.dropout", "task.word_dropout", "optim.momentum", "optim.beta1",

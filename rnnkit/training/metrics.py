@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 __all__ = ["lm_metrics", "MetricsLog", "COLUMNS", "read_metrics"]
@@ -42,12 +43,28 @@ class MetricsLog:
         self.tb = _summary_writer(Path(out_dir) / "tb") if tensorboard else None
 
     def _truncate(self, step):
+        """Keep the complete rows up to ``step``; a last line cut short by a crash or a
+        full disk is dropped. Rewritten beside the log and renamed over it, so a crash
+        (or a full disk) here leaves the old log whole."""
         with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+            text = f.read()
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines.pop()  # a row whose write was cut short
+        rows = [r for r in csv.DictReader(lines)
+                if None not in r.values() and r["step"].isdigit() and int(r["step"]) <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
     def log(self, **row):
         """Write one row (missing columns left empty) and flush."""

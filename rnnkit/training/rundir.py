@@ -16,12 +16,16 @@ import os
 from pathlib import Path
 
 __all__ = ["RunDirError", "MARKER", "check_out_dir", "run_task", "adopt",
-           "check_output_file", "task_of_kind"]
+           "check_output_file", "task_of_kind", "write_text_atomic", "OWN_NAMES"]
 
 MARKER = "rnnkit-run.json"
 MARKER_FORMAT = "rnnkit-run/1"
 LM_KINDS = ("char_lm", "word_lm")
 _CONFIG_SECTIONS = {"data", "model", "optim", "train"}
+# what rnnkit train writes in a run directory: none of them may be a symlink, which
+# would take a write out of --out
+OWN_NAMES = (MARKER, "config.json", "metrics.csv", "results.json", "curves.png",
+             "checkpoints", "tb", "sample.txt")
 
 
 class RunDirError(ValueError):
@@ -107,6 +111,7 @@ def check_out_dir(out, task):
     if not path.is_dir():
         return None
     found = run_task(path)
+    _check_no_links(path)
     if found is None:
         entries = sorted(p.name for p in path.iterdir())
         if entries:
@@ -118,6 +123,31 @@ def check_out_dir(out, task):
         raise RunDirError(f"--out {text!r} holds a {found!r} run, this command trains "
                           f"{task!r}; give another --out")
     return found
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file renamed over it: a crash or a
+    full disk leaves the old content whole, never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _check_no_links(path):
+    """RunDirError when one of the names rnnkit writes in a run is a symbolic link."""
+    for name in OWN_NAMES:
+        if (path / name).is_symlink():
+            raise RunDirError(f"--out {str(path)!r}: {name} is a symbolic link (to "
+                              f"{os.readlink(path / name)!r}); rnnkit writes only inside "
+                              f"--out, remove the link or give another --out")
 
 
 def adopt(out, task):

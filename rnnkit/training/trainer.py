@@ -30,6 +30,7 @@ from rnnkit.training.checkpoint import (CheckpointError, CheckpointManager,
 from rnnkit.training.config import ConfigError, to_dict
 from rnnkit.training.distributed import World, shard_columns
 from rnnkit.training.metrics import MetricsLog, lm_metrics
+from rnnkit.training.rundir import write_text_atomic
 from rnnkit.training.schedule import LRSchedule
 
 from rnnkit.clip import clip_grad_norm
@@ -320,7 +321,8 @@ class Trainer:
                              elapsed_s=self.elapsed(), **summary["test"])
             self._say("test " + _fmt_metrics(summary["test"]))
         if self.world.is_main and self.out_dir:
-            (self.out_dir / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
+            write_text_atomic(self.out_dir / "results.json",
+                              json.dumps(summary, indent=1) + "\n")
         return summary
 
     # ---------------------------------------------------------------- stopping

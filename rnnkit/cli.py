@@ -73,6 +73,9 @@ def _train_arguments(p):
                         "forecast a CSV with a header; adding/copy generate their data; "
                         "caption/vqa read a folder of images and TSVs (--data DIR, default "
                         "the built-in scenes; --attention soft|hard|none)")
+    p.add_argument("--attention", help="caption/vqa: soft, hard or none (soft and hard "
+                                       "score with additive attention); seq2seq: a score "
+                                       "(dot, general, additive, scaled_dot)")
     _forecast_arguments(p)
     _memory_arguments(p)
 
@@ -146,6 +149,8 @@ def _build_config(args, overrides):
 def _run_train(args, overrides):
     from rnnkit.cli_images import IMAGE_TASKS, attention_words, run_image_train
 
+    if args.attention is not None:  # a flag so that "--attention none" is not a config path
+        overrides = {**overrides, "attention": args.attention}
     config, explicit, given = _build_config(args, attention_words(overrides))
     if config.task.task in IMAGE_TASKS:
         return run_image_train(args, config, explicit, given)

@@ -199,7 +199,9 @@ def predict_arguments(p):
     p.add_argument("--beam", type=int, default=0, help="beam size (default: the run's)")
     p.add_argument("--unknown", choices=("unk", "error"), default=None,
                    help="unknown symbols: map to <unk> or refuse (default: the run's)")
-    p.add_argument("--attention-png", help="save the attention heatmap here (seq2seq)")
+    p.add_argument("--attention-png", help="save the attention heatmap here (seq2seq); "
+                   "for a captioner the image with each word's attention")
+    p.add_argument("--question", help="vqa: the question about IMAGE")
     p.add_argument("--data", help="forecaster: the CSV whose next rows to forecast")
     p.add_argument("--png", help="forecaster: plot history, test forecasts and forecast here")
 
@@ -217,6 +219,8 @@ def run_predict(args, overrides):
         args.text = args.checkpoint.pop()
     if args.data or args.png:
         raise UsageError("predict: --data and --png are for forecasters")
+    if args.question is not None:
+        raise UsageError("predict: --question is for vqa models")
     at_least("--beam", args.beam, 0, " (0 = the run's own)")
     if args.attention_png is not None:
         check_output_file(args.attention_png, "--attention-png")

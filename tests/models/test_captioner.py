@@ -1,0 +1,164 @@
+"""Captioner and VQA model: attention over the CNN grid, masks of padded words,
+decoding that stops at </s>, beam against greedy, hard attention, a tiny training run."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnkit.models.captioner import Captioner
+from rnnkit.models.cnn import ImageEncoder
+from rnnkit.models.vqa import VQAModel
+
+V = 12
+
+
+def batch(n=3, length=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(4, V, (n, length), generator=g)
+    target[:, 0] = Captioner.BOS
+    target[0, 4:] = 0  # a shorter caption: </s> then padding
+    target[0, 3] = Captioner.EOS
+    target[1:, -1] = Captioner.EOS
+    return {"images": torch.randn(n, 3, 32, 32, generator=g), "target": target}
+
+
+def test_encoder_grid_and_coordinates():
+    grid, pooled = ImageEncoder(width=4)(torch.randn(2, 3, 40, 40))
+    assert grid.shape == (2, 25, 18) and pooled.shape == (2, 18)
+    assert torch.allclose(pooled, grid.mean(1))
+    assert grid[0, 0, -2:].tolist() == [-1.0, -1.0] and grid[0, 24, -2:].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="ImageEncoder: images must be"):
+        ImageEncoder()(torch.randn(3, 32, 32))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_soft_attention_sums_to_one_over_the_grid(cell):
+    torch.manual_seed(0)
+    model = Captioner(V, embed_size=8, hidden_size=16, cell=cell, cnn_width=4)
+    b = batch()
+    logits, weights, log_probs = model(b["images"], b["target"][:, :-1])
+    assert logits.shape == (3, 5, V) and weights.shape == (3, 5, 16)  # L = (32 / 8)^2
+    assert torch.allclose(weights.sum(-1), torch.ones(3, 5), atol=1e-6)
+    assert (weights > 0).all() and log_probs is None
+
+
+def test_padding_does_not_enter_the_loss():
+    torch.manual_seed(0)
+    model = Captioner(V, embed_size=8, hidden_size=16, cnn_width=4).eval()
+    b = batch()
+    changed = {**b, "target": b["target"].clone()}
+    changed["target"][0, 4:] = 0  # already padding: loss must not move when padding differs
+    logits, _, _ = model(b["images"], b["target"][:, :-1])
+    gold = b["target"][:, 1:]
+    expected = F.cross_entropy(logits[gold != 0], gold[gold != 0])
+    assert torch.allclose(model.loss(b), expected, atol=1e-6)
+
+
+def test_doubly_stochastic_term():
+    torch.manual_seed(0)
+    model = Captioner(V, embed_size=8, hidden_size=16, cnn_width=4).eval()
+    b = batch()
+    plain = model.loss(b)
+    model.attention_reg = 0.5
+    _, weights, _ = model(b["images"], b["target"][:, :-1])
+    real = (b["target"][:, 1:] != 0).float()
+    coverage = (weights * real[..., None]).sum(1)
+    expected = plain + 0.5 * ((1 - coverage) ** 2).sum(1).mean()
+    assert torch.allclose(model.loss(b), expected, atol=1e-5)
+
+
+def test_greedy_stops_at_end_and_returns_a_weight_row_per_word():
+    torch.manual_seed(0)
+    model = Captioner(V, embed_size=8, hidden_size=16, cnn_width=4).eval()
+    with torch.no_grad():
+        model.out.bias.zero_()
+        model.out.bias[Captioner.EOS] = 50.0  # </s> always wins
+    tokens, weights = model.greedy(torch.randn(2, 3, 32, 32), max_length=10)
+    assert tokens == [[], []] and weights.shape == (2, 1, 16)
+    with torch.no_grad():
+        model.out.bias[Captioner.EOS] = -50.0
+        model.out.bias[7] = 50.0
+    tokens, weights = model.greedy(torch.randn(2, 3, 32, 32), max_length=4)
+    assert tokens == [[7] * 4] * 2 and weights.shape == (2, 4, 16)
+
+
+def _log_prob(model, image, tokens):
+    target = torch.tensor([[Captioner.BOS] + tokens + [Captioner.EOS]])
+    with torch.no_grad():
+        logits, _, _ = model(image, target[:, :-1])
+    return F.log_softmax(logits, -1)[0].gather(1, target[0, 1:, None]).sum().item()
+
+
+def test_beam_finds_a_caption_at_least_as_likely_as_greedy():
+    torch.manual_seed(3)
+    model = Captioner(V, embed_size=8, hidden_size=16, cnn_width=4).eval()
+    with torch.no_grad():
+        model.out.bias[Captioner.EOS] = 1.5  # captions of a few words
+    images = torch.randn(4, 3, 32, 32)
+    greedy, _ = model.greedy(images, 8)
+    one, _ = model.beam_search(images, 1, 8)
+    assert one == greedy  # a beam of one is greedy decoding
+    beam, weights = model.beam_search(images, 4, 8, length_penalty=0.0)
+    for i in range(4):
+        image = images[i:i + 1]
+        assert _log_prob(model, image, beam[i]) >= _log_prob(model, image, greedy[i]) - 1e-5
+        assert weights[i].shape == (len(beam[i]) + 1, 16)
+        assert torch.allclose(weights[i].sum(-1), torch.ones(len(beam[i]) + 1), atol=1e-6)
+
+
+def test_hard_attention_reads_one_location_and_trains_the_scores():
+    torch.manual_seed(0)
+    model = Captioner(V, embed_size=8, hidden_size=16, cnn_width=4, hard_attention=True)
+    b = batch()
+    grid, states = model.start(b["images"])
+    context, weights = model.attention(states[0][-1], grid)
+    matches = (grid == context[:, None]).all(-1)  # the context is one grid vector
+    assert matches.any(1).all()
+    loss = model.loss(b)
+    loss.backward()
+    assert model.attention.W_q.weight.grad.abs().sum() > 0  # REINFORCE reaches the scores
+    model.eval()
+    tokens, weights = model.greedy(b["images"], 5)
+    assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)), atol=1e-6)
+
+
+def test_no_attention_decoder_and_bad_arguments():
+    model = Captioner(V, embed_size=8, hidden_size=16, cnn_width=4, attention=None)
+    tokens, weights = model.eval().greedy(torch.randn(2, 3, 16, 16), 3)
+    assert weights is None and len(tokens) == 2
+    with pytest.raises(ValueError, match="Captioner: attention must be None or one of"):
+        Captioner(V, attention="soft")
+    with pytest.raises(ValueError, match="hard_attention=True needs attention"):
+        Captioner(V, attention=None, hard_attention=True)
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    model = Captioner(V, embed_size=16, hidden_size=32, cnn_width=4)
+    b = batch(n=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model.loss(b).item()
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = model.loss(b)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.3 * first
+
+
+def test_vqa_attention_hops_and_unknown_answers():
+    torch.manual_seed(0)
+    model = VQAModel(V, 5, embed_size=8, hidden_size=16, cnn_width=4, hops=2).eval()
+    images = torch.randn(3, 3, 32, 32)
+    source = torch.tensor([[4, 5, 6], [7, 8, 0], [9, 0, 0]])
+    lengths = torch.tensor([3, 2, 1])
+    logits, weights = model(images, source, lengths)
+    assert logits.shape == (3, 5) and weights.shape == (3, 2, 16)
+    assert torch.allclose(weights.sum(-1), torch.ones(3, 2), atol=1e-6)
+    padded = torch.tensor([[4, 5, 6], [7, 8, 11], [9, 3, 3]])  # padding content is ignored
+    assert torch.allclose(model(images, padded, lengths)[0], logits, atol=1e-6)
+    labels = torch.tensor([1, -100, 2])
+    b = {"images": images, "source": source, "source_lengths": lengths, "labels": labels}
+    expected = F.cross_entropy(logits[[0, 2]], labels[[0, 2]])
+    assert torch.allclose(model.loss(b), expected, atol=1e-6)
+    plain = VQAModel(V, 5, embed_size=8, hidden_size=16, cnn_width=4, attention=None)
+    assert plain(images, source, lengths)[1] is None

@@ -1,0 +1,118 @@
+"""``rnnkit train --task caption|vqa``, ``eval`` and ``predict`` on a folder of images,
+BLEU by sacrebleu against a hand-computed value, and bad input as one line, exit 2."""
+import json
+import math
+
+import pytest
+from PIL import Image
+
+from rnnkit.cli import main
+from rnnkit.data.scenes import write_scenes
+from rnnkit.training.image_trainer import caption_bleu
+from tests.test_cli_safety import one_line_error, snapshot
+
+TINY = ["--embed_size=8", "--hidden_size=16", "--cnn_width=4", "--image_size=16",
+        "--batch_size=8", "--eval_batch_size=16", "--progress=off", "--tensorboard=false",
+        "--threads=1", "--epochs=1"]
+
+
+@pytest.fixture(autouse=True)
+def python_kernel(monkeypatch):
+    monkeypatch.setenv("RNNKIT_KERNEL", "bptt")
+    monkeypatch.delenv("RNNKIT_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scenes")
+    write_scenes(folder, seed=2, size=24)
+    return folder
+
+
+def test_bleu_matches_a_hand_computed_value():
+    pytest.importorskip("sacrebleu")
+    # every n-gram matches; brevity penalty exp(1 - 8/6): BLEU = exp(-1/3)
+    scores = caption_bleu([["a", "b", "c", "d", "e", "f"]], [[list("abcdefgh")]])
+    assert scores["bleu4"] == pytest.approx(math.exp(-1 / 3), abs=1e-4)
+    # the closest reference length counts (6 = hypothesis): no penalty
+    scores = caption_bleu([list("abcdef")], [[list("abcdefgh"), list("abcdef")]])
+    assert scores["bleu1"] == pytest.approx(1.0) and scores["bleu4"] == pytest.approx(1.0)
+
+
+def test_caption_train_eval_predict(tmp_path, scenes, capsys):
+    pytest.importorskip("sacrebleu")
+    out = tmp_path / "run"
+    assert main(["train", "--task", "caption", "--data", str(scenes), "--out", str(out),
+                 *TINY]) == 0
+    assert (out / "attention.png").exists()
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", str(scenes)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"bleu1", "bleu2", "bleu3", "bleu4", "exact_match", "n"} <= set(result)
+    assert result["n"] == 2 and 0 <= result["bleu4"] <= 1
+    png = tmp_path / "att.png"
+    image = scenes / "images" / "test-00000.png"
+    assert main(["predict", str(out), str(image), "--attention-png", str(png)]) == 0
+    caption = capsys.readouterr().out.strip()
+    assert png.stat().st_size > 0 and all(w in caption.split() or not caption
+                                          for w in caption.split())
+    assert main(["predict", str(out), str(image), "--beam", "3"]) == 0
+    assert main(["predict", str(out), str(image), "--question", "why ?"]) == 2
+    one_line_error(capsys, "predict", "--question is for vqa")
+
+
+def test_vqa_train_eval_predict(tmp_path, scenes, capsys):
+    out = tmp_path / "vqa"
+    assert main(["train", "--task", "vqa", "--data", str(scenes / "vqa"), "--out", str(out),
+                 *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", str(scenes / "vqa")]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result) >= {"accuracy", "n"} and result["n"] > 0
+    image = scenes / "images" / "test-00000.png"
+    png = tmp_path / "hops.png"
+    assert main(["predict", str(out), str(image), "--question", "how many shapes are there ?",
+                 "--attention-png", str(png)]) == 0
+    answer = capsys.readouterr().out.strip()
+    assert answer in {"zero", "one", "two", "three", "yes", "no", "red", "green", "blue",
+                      "yellow", "white", "circle", "square", "triangle"} and png.exists()
+    assert main(["predict", str(out), str(image)]) == 2
+    one_line_error(capsys, "predict", "needs --question")
+
+
+def test_no_attention_run_and_its_figure(tmp_path, scenes, capsys):
+    out = tmp_path / "plain"
+    assert main(["train", "--task", "caption", "--data", str(scenes), "--out", str(out),
+                 "--attention", "none", *TINY]) == 0
+    capsys.readouterr()
+    image = scenes / "images" / "test-00000.png"
+    assert main(["predict", str(out), str(image), "--attention-png",
+                 str(tmp_path / "a.png")]) == 2
+    one_line_error(capsys, "predict", "needs a model with attention")
+
+
+@pytest.mark.parametrize("problem,fragments", [
+    ("tab", ["train.tsv", "line 2", "image_path<TAB>caption"]),
+    ("empty", ["train.tsv", "line 1", "empty caption"]),
+    ("missing", ["train.tsv", "line 2", "gone.png", "does not exist"]),
+    ("unreadable", ["train.tsv", "line 1", "cannot read image", "broken.png"]),
+    ("nofolder", ["expected a folder with train.tsv"]),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, fragments):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (8, 8)).save(data / "ok.png")
+    (data / "broken.png").write_text("not a png")
+    lines = {"tab": "ok.png\ta caption\nok.png no tab here\n",
+             "empty": "ok.png\t  \n",
+             "missing": "ok.png\ta caption\ngone.png\tanother\n",
+             "unreadable": "broken.png\ta caption\n",
+             "nofolder": ""}[problem]
+    for split in ("train", "valid", "test"):
+        (data / f"{split}.tsv").write_text(lines or "ok.png\ta caption\n")
+    where = data if problem != "nofolder" else data / "train.tsv"
+    before = snapshot(tmp_path)
+    assert main(["train", "--task", "caption", "--data", str(where), "--out",
+                 str(tmp_path / "out"), *TINY]) == 2
+    one_line_error(capsys, "train", *fragments)
+    assert snapshot(tmp_path) == before

@@ -401,6 +401,21 @@ register("hopfield", "Hopfield networks: capacity curve, recall demo (rnnkit.cli
          _hopfield_arguments, _run_hopfield)
 
 
+# ------------------------------------------------------------------------- data
+def _data_arguments(p):
+    from rnnkit.cli_images import data_arguments
+    data_arguments(p)
+
+
+def _run_data(args, overrides):
+    from rnnkit.cli_images import run_data
+    return run_data(args)
+
+
+register("data", "write a built-in data set to files: scenes (images, captions, questions)",
+         _data_arguments, _run_data)
+
+
 # ------------------------------------------------------------------------- main
 def _parse_overrides(extra):
     """``["--model.hidden_size=650", "--lr", "0.1"]`` -> ``{"model.hidden_size": "650",

@@ -279,3 +279,32 @@ def run_image_predict(args):
                              "--attention none)")
         print(f"rnnkit predict: attention figure in {args.attention_png}", file=sys.stderr)
     return 0
+
+
+# ------------------------------------------------------------------------- data
+def data_arguments(p):
+    p.add_argument("what", choices=("scenes",), help="scenes: the built-in image set")
+    p.add_argument("directory", help="a new or empty folder to write into")
+    p.add_argument("--seed", type=int, default=1, help="default 1 (the built-in set's)")
+    p.add_argument("--size", type=int, default=3000,
+                   help="training scenes (valid and test: a tenth each; default 3000)")
+    p.add_argument("--image-size", type=int, default=48, help="pixels per side (default 48)")
+
+
+def run_data(args):
+    """``rnnkit data scenes DIR``: the built-in scenes as PNG files and TSVs (captions in
+    DIR, questions in DIR/vqa), the same images and lines ``--task caption|vqa`` without
+    ``--data`` generates."""
+    from rnnkit.cli_run import at_least
+    from rnnkit.data.scenes import write_scenes
+
+    at_least("--size", args.size, 10)
+    at_least("--image-size", args.image_size, 8)
+    folder = Path(args.directory)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(f"data: {str(folder)!r} exists and is not an empty folder")
+    counts = write_scenes(folder, args.seed, args.size, args.image_size)
+    print(f"rnnkit data: {counts['train']:,} / {counts['valid']:,} / {counts['test']:,} "
+          f"scenes in {folder}/images; captions in {folder}/{{train,valid,test}}.tsv, "
+          f"questions in {folder}/vqa/", file=sys.stderr)
+    return 0

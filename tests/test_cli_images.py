@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from rnnkit.cli import main
-from rnnkit.data.scenes import write_scenes
 from rnnkit.training.image_trainer import caption_bleu
 from tests.test_cli_safety import one_line_error, snapshot
 
@@ -25,8 +24,14 @@ def python_kernel(monkeypatch):
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scenes")
-    write_scenes(folder, seed=2, size=24)
+    assert main(["data", "scenes", str(folder), "--seed", "2", "--size", "24"]) == 0
+    assert len((folder / "test.tsv").read_text().splitlines()) >= 2  # 2 scenes, 1-2 captions
     return folder
+
+
+def test_data_scenes_refuses_a_folder_in_use(tmp_path, scenes, capsys):
+    assert main(["data", "scenes", str(scenes)]) == 2
+    one_line_error(capsys, "data", "is not an empty folder")
 
 
 def test_bleu_matches_a_hand_computed_value():

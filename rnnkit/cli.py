@@ -276,6 +276,8 @@ def _eval_arguments(p):
                         "adding/copy runs (their test set is generated)")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--bptt", type=int, default=0, help="default: the run's own")
+    p.add_argument("--beam", type=int, default=0,
+                   help="seq2seq / caption: beam size (default: the run's own)")
 
 
 def _eval_stream(path, vocab):

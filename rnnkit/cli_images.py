@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from rnnkit.cli_run import Recipe, UsageError, check_kind, load_trained, report_files, \
-    train_run
+from rnnkit.cli_run import Recipe, UsageError, at_least, check_kind, load_trained, \
+    report_files, train_run
 
 __all__ = ["IMAGE_TASKS", "run_image_train", "run_image_eval", "run_image_predict",
            "is_image_checkpoint", "build_image_model", "attention_words"]
@@ -218,7 +218,9 @@ def run_image_eval(args):
     if info.task == "vqa":
         metrics = evaluate_vqa(model, split, info, size)
     else:
-        metrics = evaluate_captions(model, split, info, size, beam_size=t["beam_size"],
+        at_least("--beam", args.beam, 0, " (0 = the run's own)")
+        metrics = evaluate_captions(model, split, info, size,
+                                    beam_size=args.beam or t["beam_size"],
                                     max_length=t["max_length"],
                                     length_penalty=t["length_penalty"], bleu=True)
     print(f"{'checkpoint':<11} {ckpt}\n{'data':<11} {where} ({len(split.names):,} images, "
@@ -295,7 +297,6 @@ def run_data(args):
     """``rnnkit data scenes DIR``: the built-in scenes as PNG files and TSVs (captions in
     DIR, questions in DIR/vqa), the same images and lines ``--task caption|vqa`` without
     ``--data`` generates."""
-    from rnnkit.cli_run import at_least
     from rnnkit.data.scenes import write_scenes
 
     at_least("--size", args.size, 10)

@@ -55,6 +55,7 @@ def test_caption_train_eval_predict(tmp_path, scenes, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"bleu1", "bleu2", "bleu3", "bleu4", "exact_match", "n"} <= set(result)
     assert result["n"] == 2 and 0 <= result["bleu4"] <= 1
+    assert main(["eval", str(out), "--data", str(scenes), "--beam", "3"]) == 0
     png = tmp_path / "att.png"
     image = scenes / "images" / "test-00000.png"
     assert main(["predict", str(out), str(image), "--attention-png", str(png)]) == 0

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -24,5 +24,16 @@ demo: setup
 bench: setup
 	$(PY) -m benchmarks.speed
 
+# make docs: the tutorial. Installs the docs extra (MkDocs) into .venv, reruns every
+# command of docs/make_figures.py (small budgets, one thread, a few minutes), then builds
+# site/ with --strict so a missing figure or a broken link fails.
+docs: setup $(VENV)/.docs-installed
+	$(PY) docs/make_figures.py
+	$(VENV)/bin/mkdocs build --strict
+
+$(VENV)/.docs-installed: pyproject.toml
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site

@@ -80,6 +80,11 @@ COMMANDS = [
     "--out runs/docs/date",
     'rnnkit predict runs/docs/date "september 27, 1994" '
     "--attention-png docs/figures/attention-date.png",
+    # captioning.md: the built-in scenes, soft attention over the CNN's grid
+    "rnnkit data scenes runs/docs/scenes",
+    "rnnkit train --task caption --epochs=5 --threads=1 --max-minutes 2 --out runs/docs/caption",
+    "rnnkit predict runs/docs/caption runs/docs/scenes/images/test-00001.png "
+    "--attention-png docs/figures/caption-attention.png",
     # hopfield.md
     "rnnkit hopfield capacity --neurons 64 --trials 5 --out docs/figures/hopfield-capacity.png",
     "rnnkit hopfield demo --out docs/figures/hopfield-demo.png",

@@ -88,7 +88,7 @@ def test_the_import_graph_has_no_cycles():
 
 
 COMMANDS = ("rnnkit.cli", "rnnkit.cli_run", "rnnkit.cli_tasks", "rnnkit.cli_plot",
-            "rnnkit.cli_forecast", "rnnkit.cli_hopfield",
+            "rnnkit.cli_forecast", "rnnkit.cli_hopfield", "rnnkit.cli_images",
             "rnnkit.demo")
 
 

@@ -258,6 +258,7 @@ class Workspace:
         self.operations = len(times)
         # the training part of a run: up to its last checkpoint operation
         self.training_seconds = times[-1]
+        self.first_checkpoint_seconds = times[0]
         self._other = None
 
     def train_args(self, out, *extra):
@@ -323,12 +324,20 @@ def kill_trial(ws, rng, index):
         code = run(args, ws.root / "killed.log",
                    hook=lambda: kill_at_operation(operation, fraction))
     else:
-        delay = rng.uniform(0.0, ws.training_seconds)
-        how = f"after {delay:.3f} s (training ends at {ws.training_seconds:.3f} s)"
-        pid = spawn(args, ws.root / "killed.log")
-        time.sleep(delay)
-        os.kill(pid, signal.SIGKILL)
-        code = wait(pid)
+        # from half-way to the first checkpoint to the last one; a run that finished
+        # before its kill is tried again with a shorter delay (a slow moment of the
+        # machine), so that every trial is a kill
+        delay = rng.uniform(0.5 * ws.first_checkpoint_seconds, ws.training_seconds)
+        for _ in range(5):
+            how = f"after {delay:.3f} s (training ends at {ws.training_seconds:.3f} s)"
+            pid = spawn(args, ws.root / "killed.log")
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+            code = wait(pid)
+            if code == -signal.SIGKILL:
+                break
+            shutil.rmtree(out, ignore_errors=True)
+            delay *= rng.uniform(0.3, 0.9)
     if code != -signal.SIGKILL:  # it finished first: not a trial of a resume
         return "ok: not killed" if code == 0 and not ws.matches_reference(out) else (
             f"the run to kill ended with {code} before the kill ({how})")

@@ -20,18 +20,19 @@ def test_the_reference_run_is_repeatable(workspace):
 
 
 def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_run(workspace):
-    survived, outcomes, failures = run_trials(workspace, "kill", 3, seed=7)
-    assert failures == [] and survived == 3
-    assert outcomes["killed inside a checkpoint write"] >= 1
+    # seed 7: trial 0 dies inside the checkpoint code, trial 1 at a random time
+    survived, outcomes, failures = run_trials(workspace, "kill", 2, seed=7)
+    assert failures == [] and survived == 2
+    assert outcomes["killed inside a checkpoint write"] == 1
 
 
 def test_a_full_disk_in_a_checkpoint_write_keeps_the_earlier_ones(workspace):
-    survived, _, failures = run_trials(workspace, "disk", 2, seed=7)
-    assert failures == [] and survived == 2
+    survived, _, failures = run_trials(workspace, "disk", 1, seed=7)
+    assert failures == [] and survived == 1
 
 
 def test_damaged_and_wrong_model_checkpoints_are_a_checkpoint_error(workspace):
-    # indices 0-9: two truncations, two bit flips and one wrong model per five
-    survived, outcomes, failures = run_trials(workspace, "corrupt", 10, seed=7)
-    assert failures == [] and survived == 10
-    assert outcomes["CheckpointError"] >= 8
+    # indices 0-4: two truncations, two bit flips, one wrong model (a spliced file)
+    survived, outcomes, failures = run_trials(workspace, "corrupt", 5, seed=7)
+    assert failures == [] and survived == 5
+    assert outcomes["CheckpointError"] >= 4

@@ -43,16 +43,19 @@ class MetricsLog:
         self.tb = _summary_writer(Path(out_dir) / "tb") if tensorboard else None
 
     def _truncate(self, step):
-        """Keep the complete rows up to ``step``; a last line cut short by a crash or a
-        full disk is dropped. Rewritten beside the log and renamed over it, so a crash
+        """Keep the complete training and validation rows up to ``step``; a last line cut
+        short by a crash or a full disk is dropped. Rewritten beside the log and renamed over it, so a crash
         (or a full disk) here leaves the old log whole."""
         with open(self.path, newline="") as f:
             text = f.read()
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith("\n"):
             lines.pop()  # a row whose write was cut short
+        # a test row comes after the last checkpoint even at its step: the resumed run
+        # writes it again
         rows = [r for r in csv.DictReader(lines)
-                if None not in r.values() and r["step"].isdigit() and int(r["step"]) <= step]
+                if None not in r.values() and r["step"].isdigit() and int(r["step"]) <= step
+                and r["split"] != "test"]
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         try:
             with open(tmp, "w", newline="") as f:

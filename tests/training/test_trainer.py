@@ -231,3 +231,19 @@ def test_checkpoint_minutes_zero_checkpoints_by_steps_only(tmp_path):
     last = trainer.steps_per_epoch
     assert CheckpointManager(tmp_path / "run" / "checkpoints").steps() == [
         *range(4, last, 4), last]
+
+
+def test_a_run_killed_after_its_test_row_logs_it_once_on_resume(tmp_path):
+    from rnnkit.training.metrics import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    log.log(step=10, epoch=1, split="train", loss=1.0)
+    log.log(step=10, epoch=1, split="valid", loss=1.5)
+    log.log(step=10, epoch=1, split="test", loss=1.6)  # then killed before results.json
+    log.close()
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write("11,1,tra")  # a row cut short
+    MetricsLog(tmp_path, tensorboard=False, resume_step=10).close()
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        assert [(r["step"], r["split"]) for r in csv.DictReader(f)] == [
+            ("10", "train"), ("10", "valid")]

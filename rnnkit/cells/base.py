@@ -32,6 +32,7 @@ __all__ = [
     "FAMILIES",
     "FusedKernel",
     "get_activation",
+    "input_only_param_shapes",
     "layer_norm",
     "layer_norm_backward",
     "LN_EPS",
@@ -122,6 +123,16 @@ def register_family(family: CellFamily) -> CellFamily:
                          f"got {family.states}")
     FAMILIES[family.name] = family
     return family
+
+
+def input_only_param_shapes(spec) -> dict:
+    """``weight_ih`` (gates H, H_in) and, with bias, ``bias_ih`` (gates H,): the parameters
+    of a family whose every product is on the input (QRNN, minGRU, minLSTM)."""
+    rows = spec.gates * spec.hidden_size
+    shapes = {"weight_ih": (rows, spec.input_size)}
+    if spec.bias:
+        shapes["bias_ih"] = (rows,)
+    return shapes
 
 
 def _family(name: str) -> CellFamily:

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import torch
 
+from rnnkit.cells.base import input_only_param_shapes
+
 __all__ = ["scan", "linear_scan", "param_shapes", "step", "step_backward", "fused_saved_shapes"]
 
 
-def param_shapes(spec):
-    """weight_ih (2H, H_in) rows [W_z | W_h], bias_ih (2H,)."""
-    shapes = {"weight_ih": (2 * spec.hidden_size, spec.input_size)}
-    if spec.bias:
-        shapes["bias_ih"] = (2 * spec.hidden_size,)
-    return shapes
+# weight_ih (2H, H_in) rows [W_z | W_h], bias_ih (2H,).
+param_shapes = input_only_param_shapes
 
 
 def step(x_proj, state, params, spec, h_mask=None):

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import torch
 
+from rnnkit.cells.base import input_only_param_shapes
+
 __all__ = ["param_shapes", "step", "step_backward", "fused_saved_shapes"]
 
 
-def param_shapes(spec):
-    """weight_ih (3H, H_in), bias_ih (3H,)."""
-    shapes = {"weight_ih": (3 * spec.hidden_size, spec.input_size)}
-    if spec.bias:
-        shapes["bias_ih"] = (3 * spec.hidden_size,)
-    return shapes
+# weight_ih (3H, H_in), bias_ih (3H,).
+param_shapes = input_only_param_shapes
 
 
 def step(x_proj, state, params, spec, h_mask=None):

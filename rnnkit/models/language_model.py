@@ -5,6 +5,12 @@ al. (2014): embedding -> dropout -> multi-layer rnnkit RNN / LSTM / GRU (dropout
 layers) -> dropout -> linear decoder, optionally with the decoder weight tied to the
 embedding (Press & Wolf 2017; Inan et al. 2017).
 
+With AWD-LSTM's options (Merity et al. 2017, :mod:`rnnkit.models.awd`): embedding
+dropout, locked dropout with its own rate on the embeddings, between layers and on the
+output, tied weights with ``embed_size != hidden_size`` (the last layer then has
+``embed_size`` units) and the last layer's outputs kept for AR/TAR
+(:meth:`LanguageModel.activation_terms`).
+
 ``arch="tcn"`` or ``"transformer"`` puts a non-recurrent baseline of
 :mod:`rnnkit.models.baselines` where the recurrent layers are (the attribute keeps the
 name ``rnn``); its state is the context it carries between chunks (see there), so
@@ -21,6 +27,7 @@ from torch import nn
 
 from rnnkit.cells import FAMILIES
 from rnnkit.layers import layer_class
+from rnnkit.models.awd import LockedDropout, RecurrentStack, activation_terms, embedding_dropout
 from rnnkit.models.baselines import BASELINES, make_baseline
 
 __all__ = ["LanguageModel", "CharLM", "WordLM", "build_language_model"]
@@ -36,10 +43,20 @@ class LanguageModel(nn.Module):
         cell: any registered family: ``"lstm"``, ``"gru"``, ``"rnn"``, ``"indrnn"``,
             ``"sru"``, ``"qrnn"``, ``"mingru"``, ``"minlstm"``. Default: ``"lstm"``.
         dropout: on the embeddings, between layers and before the decoder. Default: 0.
-        tie_weights: share the decoder weight with the embedding (needs E == H).
+        tie_weights: share the decoder weight with the embedding. With E != H the last
+            recurrent layer has E units (Merity et al.; ``arch="rnn"`` only).
             Default: False.
         init_range: if > 0, every parameter is drawn from U(-r, r) (Zaremba et al.);
             else the layers' torch.nn initialisation is kept. Default: 0.
+        dropout_input: rate on the embeddings; < 0 means ``dropout``. Default: -1.
+        dropout_hidden: rate between recurrent layers; < 0 means ``dropout``.
+            Default: -1.
+        dropout_embed: embedding dropout, whole words per chunk. Default: 0.
+        locked_dropout: the three dropouts draw one mask per sequence, shared over
+            time; the recurrent layers are then one rnnkit layer per depth
+            (:class:`~rnnkit.models.awd.RecurrentStack`). Default: False.
+        embed_init_range: if > 0, the embedding (and an untied decoder weight) is drawn
+            from U(-r, r) and the decoder bias is 0, after ``init_range``. Default: 0.
         arch: ``"rnn"`` (the ``cell`` layers), ``"tcn"`` or ``"transformer"``
             (``cell`` is then unused; ``num_layers`` counts blocks). Default: ``"rnn"``.
         **options: passed to the rnnkit layer (``layer_norm``, ``zoneout``, ...) or the
@@ -59,7 +76,8 @@ class LanguageModel(nn.Module):
 
     def __init__(self, vocab_size, embed_size=256, hidden_size=256, num_layers=2,
                  cell="lstm", dropout=0.0, tie_weights=False, init_range=0.0, arch="rnn",
-                 **options):
+                 dropout_input=-1.0, dropout_hidden=-1.0, dropout_embed=0.0,
+                 locked_dropout=False, embed_init_range=0.0, **options):
         super().__init__()
         owner = type(self).__name__
         if arch != "rnn" and arch not in BASELINES:
@@ -67,30 +85,64 @@ class LanguageModel(nn.Module):
                              f"got {arch!r}")
         if cell not in FAMILIES:
             raise ValueError(f"{owner}: cell must be one of {', '.join(FAMILIES)}, got {cell!r}")
-        if tie_weights and embed_size != hidden_size:
-            raise ValueError(f"{owner}: tie_weights needs embed_size == hidden_size, got "
-                             f"{embed_size} and {hidden_size}")
+        if tie_weights and embed_size != hidden_size and arch != "rnn":
+            raise ValueError(f"{owner}: tie_weights with arch={arch!r} needs embed_size == "
+                             f"hidden_size, got {embed_size} and {hidden_size}")
+        for name, rate in (("dropout_embed", dropout_embed), ("dropout_input", dropout_input),
+                           ("dropout_hidden", dropout_hidden)):
+            if not rate < 1.0:
+                raise ValueError(f"{owner}: {name} must be < 1, got {rate}")
         self.vocab_size, self.cell, self.arch = vocab_size, cell, arch
         self.embedding = nn.Embedding(vocab_size, embed_size)
-        self.drop = nn.Dropout(dropout)
-        if arch == "rnn":
+        self.dropout_embed = float(max(dropout_embed, 0.0))
+        between = dropout if dropout_hidden < 0 else dropout_hidden
+        drop = LockedDropout if locked_dropout else nn.Dropout
+        self.drop_input = drop(dropout if dropout_input < 0 else dropout_input)
+        self.drop = drop(dropout)
+        self.output_size = embed_size if tie_weights else hidden_size
+        if arch == "rnn" and (locked_dropout or self.output_size != hidden_size):
+            sizes = [embed_size] + [hidden_size] * (num_layers - 1) + [self.output_size]
+            self.rnn = RecurrentStack(cell, sizes, between if locked_dropout else 0.0,
+                                      **options)
+            if not locked_dropout and num_layers > 1:
+                self.rnn.between = nn.Dropout(between)
+        elif arch == "rnn":
             self.rnn = layer_class(cell)(embed_size, hidden_size, num_layers,
-                                    dropout=dropout if num_layers > 1 else 0.0, **options)
+                                    dropout=between if num_layers > 1 else 0.0, **options)
         else:
             self.rnn = make_baseline(arch, embed_size, hidden_size, num_layers, dropout,
                                      **options)
-        self.decoder = nn.Linear(hidden_size, vocab_size)
+        self.decoder = nn.Linear(self.output_size, vocab_size)
         if init_range > 0:
             for parameter in self.parameters():
                 nn.init.uniform_(parameter, -init_range, init_range)
+        if embed_init_range > 0:  # Merity et al.'s init_weights
+            nn.init.uniform_(self.embedding.weight, -embed_init_range, embed_init_range)
+            nn.init.uniform_(self.decoder.weight, -embed_init_range, embed_init_range)
+            nn.init.zeros_(self.decoder.bias)
+        self._activations = None
         if tie_weights:
             self.decoder.weight = self.embedding.weight
 
     def forward(self, inputs, state=None):
         """Logits for the next token at every position; the state is carried."""
-        embedded = self.drop(self.embedding(inputs))   # (T, N, E)
-        output, state = self.rnn(embedded, state)      # (T, N, H)
-        return self.decoder(self.drop(output)), state  # (T, N, V)
+        embedded = embedding_dropout(self.embedding, inputs, self.dropout_embed,
+                                     self.training)               # (T, N, E)
+        output, state = self.rnn(self.drop_input(embedded), state)  # (T, N, H)
+        dropped = self.drop(output)
+        # kept (training only) for activation_terms; replaced at the next forward
+        self._activations = (dropped, output) if self.training else None
+        return self.decoder(dropped), state                       # (T, N, V)
+
+    def activation_terms(self):
+        """AR and TAR (:func:`rnnkit.models.awd.activation_terms`) of the last layer's
+        output in the last training-mode forward, with their graph."""
+        if self._activations is None:
+            raise RuntimeError(f"{type(self).__name__}.activation_terms: no training-mode "
+                               f"forward since the last call or eval")
+        terms = activation_terms(*self._activations)
+        self._activations = None
+        return terms
 
     def loss(self, logits, targets):
         """Mean cross-entropy in nats per token."""
@@ -161,4 +213,8 @@ def build_language_model(model_config, vocab_size, level):
     return cls(vocab_size, embed_size=c["embed_size"], hidden_size=c["hidden_size"],
                num_layers=c["num_layers"], cell=c["cell"], dropout=c["dropout"],
                tie_weights=c["tie_weights"], init_range=c["init_range"],
-               arch=c.get("arch", "rnn"), **c["options"])
+               arch=c.get("arch", "rnn"), dropout_input=c.get("dropout_input", -1.0),
+               dropout_hidden=c.get("dropout_hidden", -1.0),
+               dropout_embed=c.get("dropout_embed", 0.0),
+               locked_dropout=c.get("locked_dropout", False),
+               embed_init_range=c.get("embed_init_range", 0.0), **c["options"])

@@ -54,8 +54,11 @@ def test_tied_weights_share_one_parameter_and_init_range_bounds_all():
     model = WordLM(30, embed_size=12, hidden_size=12, tie_weights=True, init_range=0.1)
     assert model.decoder.weight is model.embedding.weight
     assert all(p.abs().max() <= 0.1 for p in model.parameters())
-    with pytest.raises(ValueError, match="tie_weights needs embed_size == hidden_size"):
-        WordLM(30, embed_size=12, hidden_size=16, tie_weights=True)
+    # E != H: the last recurrent layer has E units (Merity et al.), not an error
+    awd = WordLM(30, embed_size=12, hidden_size=16, num_layers=3, tie_weights=True)
+    assert [layer.hidden_size for layer in awd.rnn.layers] == [16, 16, 12]
+    with pytest.raises(ValueError, match="tie_weights with arch='tcn' needs embed_size"):
+        WordLM(30, embed_size=12, hidden_size=16, tie_weights=True, arch="tcn")
 
 
 def test_build_from_config_passes_layer_options_through():

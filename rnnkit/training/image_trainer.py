@@ -16,26 +16,10 @@ import torch
 
 from rnnkit.data.images import collate_images
 from rnnkit.data.tasks import BOS, EOS, PAD
+from rnnkit.training.bleu import corpus_bleu_orders
 from rnnkit.training.task_trainer import TaskTrainer
 
-__all__ = ["ImageTrainer", "evaluate_captions", "evaluate_vqa", "caption_bleu",
-           "decode_captions"]
-
-
-def caption_bleu(hypotheses, references):
-    """Corpus BLEU-1..4 in [0, 1] by sacrebleu (tokens already split; several references
-    per hypothesis): ``{"bleu1": ..., "bleu4": ...}``."""
-    try:
-        from sacrebleu.metrics import BLEU
-    except ImportError:
-        raise ImportError("BLEU needs sacrebleu: pip install 'rnnkit[caption]' "
-                          "(or pip install sacrebleu)") from None
-    width = max(len(refs) for refs in references)
-    streams = [[" ".join(refs[k]) if k < len(refs) else None for refs in references]
-               for k in range(width)]
-    hyps = [" ".join(h) for h in hypotheses]
-    return {f"bleu{n}": BLEU(tokenize="none", max_ngram_order=n)
-            .corpus_score(hyps, streams).score / 100 for n in range(1, 5)}
+__all__ = ["ImageTrainer", "evaluate_captions", "evaluate_vqa", "decode_captions"]
 
 
 def decode_captions(model, images, beam_size=1, max_length=30, length_penalty=1.0):
@@ -90,7 +74,7 @@ def evaluate_captions(model, split, corpus, batch_size, *, beam_size=1, max_leng
     metrics = {"loss": float(totals[0] / max(totals[1], 1)),
                "exact_match": float(totals[2] / max(totals[3], 1))}
     if bleu:
-        metrics.update(caption_bleu(hypotheses, refs))
+        metrics.update(corpus_bleu_orders(hypotheses, refs))
     metrics["n"] = int(totals[3])
     return metrics
 

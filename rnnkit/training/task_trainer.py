@@ -16,15 +16,15 @@ training batch from ``task.teacher_forcing`` (passed in the batch).
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import torch
 from torch import nn
 
 from rnnkit.data.tasks import BOS, EOS, PAD, TaskCorpus, collate, prediction_count
+from rnnkit.training.bleu import bleu_from_statistics, bleu_statistics
 from rnnkit.training.trainer import NonFiniteLoss, Trainer
 
-__all__ = ["TaskCorpus", "TaskTrainer", "corpus_bleu", "evaluate_task"]
+__all__ = ["TaskCorpus", "TaskTrainer", "evaluate_task"]
 
 
 class _LossModule(nn.Module):
@@ -36,36 +36,6 @@ class _LossModule(nn.Module):
 
     def forward(self, batch):
         return self.model.loss(batch)
-
-
-def corpus_bleu(hypotheses, references, max_n=4):
-    """Corpus BLEU-4 (Papineni et al. 2002) in [0, 1]: geometric mean of the clipped
-    n-gram precisions times the brevity penalty; 0 if some precision is 0."""
-    return _bleu_from_stats(_bleu_stats(hypotheses, references, max_n))
-
-
-def _bleu_stats(hypotheses, references, max_n=4):
-    """[matches_1..n, totals_1..n, hypothesis length, reference length]."""
-    stats = [0.0] * (2 * max_n + 2)
-    for hyp, ref in zip(hypotheses, references):
-        stats[-2] += len(hyp)
-        stats[-1] += len(ref)
-        for n in range(1, max_n + 1):
-            hyp_grams = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
-            ref_grams = Counter(tuple(ref[i:i + n]) for i in range(len(ref) - n + 1))
-            stats[n - 1] += sum(min(c, ref_grams[g]) for g, c in hyp_grams.items())
-            stats[max_n + n - 1] += max(len(hyp) - n + 1, 0)
-    return stats
-
-
-def _bleu_from_stats(stats, max_n=4):
-    matches, totals = stats[:max_n], stats[max_n:2 * max_n]
-    hyp_len, ref_len = stats[-2], stats[-1]
-    if hyp_len == 0 or any(m == 0 for m in matches):
-        return 0.0
-    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
-    brevity = min(0.0, 1 - ref_len / hyp_len)
-    return math.exp(log_precision + brevity)
 
 
 def _strip(ids, stop_ids):
@@ -103,7 +73,7 @@ def evaluate_task(model, examples, task, vocab, labels, batch_size, *, beam_size
                 predicted, _ = model.greedy(batch["source"], batch["source_lengths"], limit)
             totals[2] += sum(p == g for p, g in zip(predicted, gold))
             totals[3] += len(gold)
-            totals[4:] += torch.tensor(_bleu_stats(predicted, gold), dtype=torch.float64)
+            totals[4:] += bleu_statistics(predicted, [[g] for g in gold])
     if world is not None:
         world.all_reduce_sum(totals)
     model.train(was_training)
@@ -111,7 +81,7 @@ def evaluate_task(model, examples, task, vocab, labels, batch_size, *, beam_size
     key = "exact_match" if task == "seq2seq" else "accuracy"
     metrics[key] = float(totals[2] / max(totals[3], 1))
     if task == "seq2seq":
-        metrics["bleu"] = _bleu_from_stats(totals[4:].tolist())
+        metrics["bleu"] = bleu_from_statistics(totals[4:])
     return metrics
 
 

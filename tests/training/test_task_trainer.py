@@ -1,6 +1,5 @@
 """TaskTrainer: exact resume on shuffled example batches, metrics, BLEU."""
 import csv
-import math
 import random
 
 import pytest
@@ -12,7 +11,7 @@ from rnnkit.models import build_task_model
 from rnnkit.training.checkpoint import CheckpointManager
 from rnnkit.training.config import Config, apply_overrides
 from rnnkit.training.distributed import World
-from rnnkit.training.task_trainer import TaskCorpus, TaskTrainer, corpus_bleu, evaluate_task
+from rnnkit.training.task_trainer import TaskCorpus, TaskTrainer, evaluate_task
 
 SMALL = {
     "model.embed_size": "8", "model.hidden_size": "16", "model.num_layers": "1",
@@ -84,17 +83,6 @@ def test_teacher_forcing_is_scheduled_linearly(tmp_path):
     trainer.compute_gradients(batch)
     # the ratio travels in the batch; the trainer sets nothing on the model
     assert seen == [pytest.approx(0.75)] and trainer.model.teacher_forcing == 1.0
-
-
-def test_bleu_against_a_hand_computation():
-    hyp, ref = list("abcdx"), list("abcde")
-    # 1-grams 4/5, 2-grams 3/4, 3-grams 2/3, 4-grams 1/2; equal lengths: no penalty
-    want = math.exp((math.log(4 / 5) + math.log(3 / 4) + math.log(2 / 3) + math.log(1 / 2)) / 4)
-    assert corpus_bleu([hyp], [ref]) == pytest.approx(want)
-    assert corpus_bleu([list("abcde")], [list("abcde")]) == pytest.approx(1.0)
-    short = corpus_bleu([list("abcd")], [list("abcdef")])
-    assert short == pytest.approx(math.exp(1 - 6 / 4))  # brevity penalty only
-    assert corpus_bleu([list("zz")], [list("ab")]) == 0.0
 
 
 def test_classification_accuracy_is_counted_per_example():

@@ -51,12 +51,19 @@ class ModelConfig:
     dropout: float = 0.0       # on the embedding, between layers and before the decoder
     tie_weights: bool = False
     init_range: float = 0.0    # > 0: every parameter ~ U(-r, r) (Zaremba et al.)
+    # AWD-LSTM (Merity et al. 2017); tie_weights with embed_size != hidden_size gives
+    # the last layer embed_size units
+    dropout_input: float = -1.0   # on the embeddings; < 0 = dropout
+    dropout_hidden: float = -1.0  # between recurrent layers; < 0 = dropout
+    dropout_embed: float = 0.0    # whole words of the embedding matrix per chunk
+    locked_dropout: bool = False  # one dropout mask per sequence, shared over time
+    embed_init_range: float = 0.0  # > 0: embedding ~ U(-r, r), decoder bias 0
     options: dict = field(default_factory=dict)  # extra rnnkit layer options
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adam"    # "sgd" | "adam" | "adamw"
+    optimizer: str = "adam"    # "sgd" | "adam" | "adamw" | "ntasgd" (SGD, then averaged)
     lr: float = 2e-3
     momentum: float = 0.0
     weight_decay: float = 0.0
@@ -69,6 +76,7 @@ class OptimConfig:
     patience: int = 0          # plateau: epochs without improvement tolerated
     warmup_steps: int = 0      # linear warm-up from 0 over this many steps
     min_lr_ratio: float = 0.0  # cosine: final learning rate / lr
+    nonmono: int = 5           # ntasgd: average once valid loss > best before the last N
 
 
 @dataclass
@@ -78,6 +86,10 @@ class TrainConfig:
     bptt: int = 100            # truncated BPTT length (time steps per chunk)
     eval_batch_size: int = 10
     loss_reduction: str = "mean"  # "mean" per token | "sum_over_time" (Zaremba et al.)
+    variable_bptt: bool = False  # lm: chunk lengths ~ N(bptt, 5) (p 0.95) or N(bptt/2, 5)
+    min_bptt: int = 5          # variable_bptt: the shortest chunk
+    ar_alpha: float = 0.0      # lm: + alpha * mean(dropped last-layer output^2)
+    tar_beta: float = 0.0      # lm: + beta * mean((h_t - h_{t-1})^2), undropped
     seed: int = 1234
     threads: int = 0           # torch intra-op threads per process; 0 = torch's default
     max_minutes: float = 0.0   # stop (with a checkpoint) after this long; 0 = no limit
@@ -143,7 +155,7 @@ class Config:
 
         _choice("model.cell", self.model.cell, tuple(FAMILIES))
         _choice("data.level", self.data.level, ("", "char", "word"))
-        _choice("optim.optimizer", self.optim.optimizer, ("sgd", "adam", "adamw"))
+        _choice("optim.optimizer", self.optim.optimizer, ("sgd", "adam", "adamw", "ntasgd"))
         _choice("optim.schedule", self.optim.schedule,
                 ("constant", "step", "plateau", "cosine"))
         _choice("train.loss_reduction", self.train.loss_reduction, ("mean", "sum_over_time"))
@@ -162,7 +174,8 @@ class Config:
                     "train.epochs", "train.batch_size", "train.bptt",
                     "train.eval_batch_size", "train.log_every", "task.beam_size",
                     "task.min_count", "task.horizon", "task.window", "task.length",
-                    "task.epoch_batches", "task.cnn_width", "task.hops", "task.scenes"):
+                    "task.epoch_batches", "task.cnn_width", "task.hops", "task.scenes",
+                    "optim.nonmono", "train.min_bptt"):
             if _get(self, key) < 1:
                 raise ConfigError(f"config key {key}: must be >= 1, got {_get(self, key)}")
         # 0 means "off" / "default" for these (documented at the fields); negative is not
@@ -177,9 +190,11 @@ class Config:
         for key in ("optim.weight_decay", "optim.clip", "model.init_range",
                     "train.max_minutes", "train.checkpoint_minutes", "task.lm_weight",
                     "task.length_penalty",
-                    "task.attention_reg", "task.entropy_weight"):
+                    "task.attention_reg", "task.entropy_weight", "model.embed_init_range",
+                    "train.ar_alpha", "train.tar_beta"):
             _check_float(key, _get(self, key), 0.0, math.inf)
-        for key in ("model.dropout", "task.word_dropout", "optim.momentum", "optim.beta1",
+        for key in ("model.dropout", "model.dropout_embed", "task.word_dropout",
+                    "optim.momentum", "optim.beta1",
                     "optim.beta2"):
             _check_float(key, _get(self, key), 0.0, 1.0, high_open=True)
         for key in ("optim.min_lr_ratio", "task.teacher_forcing"):
@@ -195,15 +210,31 @@ class Config:
         if not self.train.out.strip():
             raise ConfigError("config key train.out: must not be empty (it is the output "
                               "directory, --out)")
-        if self.model.tie_weights and self.model.embed_size != self.model.hidden_size:
-            raise ConfigError(f"config key model.tie_weights: needs embed_size == "
-                              f"hidden_size, got {self.model.embed_size} and "
-                              f"{self.model.hidden_size}")
+        for key in ("model.dropout_input", "model.dropout_hidden"):  # < 0: model.dropout
+            _check_float(key, _get(self, key), -math.inf, 1.0, high_open=True)
+        _check_lm_only(self)
+        if (self.model.tie_weights and self.model.embed_size != self.model.hidden_size
+                and self.model.arch != "rnn"):
+            raise ConfigError(f"config key model.tie_weights: with model.arch "
+                              f"{self.model.arch!r} needs embed_size == hidden_size, got "
+                              f"{self.model.embed_size} and {self.model.hidden_size}")
         if self.model.arch != "rnn":
             _check_baseline(self.model, self.task.task)
             return self
         check_layer_options(self.model.cell, self.model.options, self.model.hidden_size)
         return self
+
+
+def _check_lm_only(config):
+    """The AWD-LSTM training options act on the word/char LM trainer only."""
+    if config.task.task == "lm":
+        return
+    for key, on in (("optim.optimizer", "ntasgd"), ("train.variable_bptt", True),
+                    ("train.ar_alpha", None), ("train.tar_beta", None)):
+        value = _get(config, key)
+        if (value == on) if on is not None else value > 0:
+            raise ConfigError(f"config key {key}: {value!r} works for task 'lm' only, "
+                              f"got task {config.task.task!r}")
 
 
 def _check_baseline(model, task):

@@ -10,8 +10,9 @@ from pathlib import Path
 __all__ = ["lm_metrics", "MetricsLog", "COLUMNS", "read_metrics"]
 
 COLUMNS = ["step", "epoch", "split", "loss", "ppl", "bpc", "lr", "tokens_per_s",
-           "elapsed_s", "accuracy", "exact_match", "bleu"]
-SCALARS = ("loss", "ppl", "bpc", "lr", "tokens_per_s", "accuracy", "exact_match", "bleu")
+           "elapsed_s", "accuracy", "exact_match", "bleu", "ar", "tar"]
+SCALARS = ("loss", "ppl", "bpc", "lr", "tokens_per_s", "accuracy", "exact_match", "bleu",
+           "ar", "tar")
 
 
 def lm_metrics(loss, level):

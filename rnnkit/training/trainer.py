@@ -1,5 +1,25 @@
 """The trainer: truncated BPTT over a token stream, checkpoints, exact resume.
 
+Besides plain truncated BPTT it runs the training side of the AWD-LSTM recipe (Merity,
+Keskar & Socher 2017), each an option of the config:
+
+- **AR / TAR** (``train.ar_alpha``, ``train.tar_beta``): the model's
+  ``activation_terms()`` are added to the loss as ``alpha * AR + beta * TAR``; they are
+  logged in their own columns (``ar``, ``tar``), so ``loss`` and ``ppl`` stay the pure
+  cross-entropy;
+- **variable-length BPTT** (``train.variable_bptt``): each chunk's length is drawn,
+  ``l ~ N(bptt, 5)`` with probability 0.95 else ``N(bptt / 2, 5)``, at least
+  ``train.min_bptt``, and the step's learning rate is scaled by ``l / bptt``. The
+  lengths of epoch ``e`` come from a generator seeded by ``(train.seed, e)``, so the
+  position (epoch, chunk) a checkpoint stores fixes the rest of the epoch exactly;
+- **NT-ASGD** (``optim.optimizer = "ntasgd"``): SGD until the validation loss at an
+  epoch end is worse than the best before the last ``optim.nonmono`` epoch ends, then
+  SGD plus a running average of the weights from that step on
+  (``torch.optim.swa_utils.AveragedModel``: with ``t0 = 0, lambda = 0`` ASGD's iterate
+  is plain SGD's and its ``ax`` this average). Validation, the best checkpoint and test
+  use the averaged weights: a checkpoint's ``model.*`` tensors are then the average
+  (what ``rnnkit eval`` / ``sample`` load) and ``raw.*`` the SGD iterate to resume from.
+
 The trainer knows nothing about the model beyond this contract: a ``torch.nn.Module``
 (parameters, ``state_dict``) with ``model(inputs, state) -> (logits, state)``, ``inputs``
 of shape ``(T, B)`` and ``state=None`` meaning zeros, and ``model.loss(logits, targets)
@@ -20,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from rnnkit.data.text import batchify, get_batch, num_batches
@@ -35,7 +56,8 @@ from rnnkit.training.schedule import LRSchedule
 
 from rnnkit.clip import clip_grad_norm
 
-__all__ = ["Trainer", "NonFiniteLoss", "detach_state", "build_optimizer", "evaluate_totals"]
+__all__ = ["Trainer", "NonFiniteLoss", "detach_state", "build_optimizer", "evaluate_totals",
+           "variable_bptt_plan"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -53,9 +75,10 @@ def detach_state(state):
 
 
 def build_optimizer(parameters, config):
-    """SGD / Adam / AdamW from an ``OptimConfig``."""
+    """SGD / Adam / AdamW from an ``OptimConfig`` (``"ntasgd"`` is SGD: the trainer
+    does the averaging)."""
     parameters = list(parameters)
-    if config.optimizer == "sgd":
+    if config.optimizer in ("sgd", "ntasgd"):
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
@@ -123,6 +146,12 @@ class Trainer:
         self.interval = [0.0, 0, 0.0]  # loss * tokens, tokens, wall seconds
         self.last_grad_norm, self.stop_reason, self._signal = None, None, None
         self._validate_at_stop = False
+        # AWD-LSTM: variable-length chunks of this epoch, the penalties' interval sums
+        # (alpha AR * tokens, beta TAR * tokens), NT-ASGD's epoch-end validation losses,
+        # the averaged model and the step averaging started at
+        self._plan, self._plan_epoch, self._lr_scale = None, None, 1.0
+        self.penalty_interval = [0.0, 0.0]
+        self.valid_history, self.averaged, self.average_start = [], None, None
         self.log, self.bar = None, None
 
     def _setup_data(self, corpus):
@@ -168,6 +197,7 @@ class Trainer:
         """Train from the current position to the end of the epoch; returns False if
         it stopped early (signal or time limit) after writing a checkpoint."""
         t = self.config.train
+        self.plan_epoch()
         self.bar = self._progress_bar()
         while self.batch_index < self.steps_per_epoch:
             batch, count = self.next_batch()
@@ -214,8 +244,26 @@ class Trainer:
     def next_batch(self):
         """The training batch at the current position, as the arguments of ``step``,
         and the number of predictions in it (tokens)."""
-        inputs, targets = get_batch(self.train_data, self.batch_index, self.config.train.bptt)
+        bptt = self.config.train.bptt
+        if self._plan is None:
+            inputs, targets = get_batch(self.train_data, self.batch_index, bptt)
+        else:
+            start, length = self._plan[self.batch_index]
+            inputs = self.train_data[start:start + length]
+            targets = self.train_data[start + 1:start + 1 + length]
+            self._lr_scale = length / bptt  # Merity et al.: lr * seq_len / bptt
         return (inputs, targets), targets.numel()
+
+    def plan_epoch(self):
+        """With ``train.variable_bptt``: this epoch's chunks ``(start, length)`` and
+        ``steps_per_epoch``, drawn from a generator seeded by the run's seed and the
+        epoch (the same on every process and after a resume)."""
+        t = self.config.train
+        if not t.variable_bptt or self._plan_epoch == self.epoch:
+            return
+        self._plan = variable_bptt_plan(self.train_data.size(0), t.bptt, t.min_bptt,
+                                        f"rnnkit-bptt:{t.seed}:{self.epoch}")
+        self._plan_epoch, self.steps_per_epoch = self.epoch, len(self._plan)
 
     def split_metrics(self, split):
         """Metrics of the ``"valid"`` or ``"test"`` split (always with ``"loss"``)."""
@@ -250,10 +298,23 @@ class Trainer:
         # Zaremba et al. sum the loss over the T steps (mean over the batch); with the
         # same lr and clip this is a T times larger gradient than the per-token mean.
         scale = inputs.size(0) if self.config.train.loss_reduction == "sum_over_time" else 1
+        total = loss * scale + self._activation_penalty(targets.numel())
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * scale).backward()
+        total.backward()
         self.hidden = detach_state(hidden)
         return value
+
+    def _activation_penalty(self, tokens):
+        """``alpha * AR + beta * TAR`` of the last forward (0 when both are off); their
+        values go to ``penalty_interval`` for the log."""
+        t = self.config.train
+        if t.ar_alpha == 0 and t.tar_beta == 0:
+            return 0.0
+        ar, tar = self.model.activation_terms()
+        ar, tar = t.ar_alpha * ar, t.tar_beta * tar
+        self.penalty_interval[0] += self._mean_over_world(ar.item()) * tokens
+        self.penalty_interval[1] += self._mean_over_world(tar.item()) * tokens
+        return ar + tar
 
     def apply_gradients(self):
         """Clip by global norm, set the scheduled learning rate, take the step."""
@@ -265,15 +326,18 @@ class Trainer:
             raise NonFiniteLoss(self._non_finite_message(
                 f"gradient norm is {self.last_grad_norm}"))
         for group in self.optimizer.param_groups:
-            group["lr"] = self.current_lr()
+            group["lr"] = self.current_lr() * self._lr_scale
         self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
 
     def current_lr(self):
         return self.config.optim.lr * self.schedule.factor(self.step_count, self.epoch)
 
     def evaluate(self, source):
         """Mean loss (nats/token) over a batchified split, summed over processes."""
-        total = evaluate_totals(self.model, source, self.config.train.bptt)
+        model = self.averaged.module if self.averaged is not None else self.model
+        total = evaluate_totals(model, source, self.config.train.bptt)
         self.world.all_reduce_sum(total)
         return float(total[0] / total[1])
 
@@ -283,6 +347,7 @@ class Trainer:
         metrics = self.split_metrics("valid")
         if end_of_epoch:
             self.schedule.end_epoch(metrics["loss"])
+            self._nt_asgd_check(metrics["loss"])
         score = self.selection_score(metrics)
         is_best = score < self.best_valid
         self.best_valid = min(self.best_valid, score)
@@ -293,6 +358,18 @@ class Trainer:
                   f" | lr {self.current_lr():.4g} | {self.elapsed():.0f} s" +
                   (" | best" if is_best else ""))
         return is_best
+
+    def _nt_asgd_check(self, loss):
+        """NT-ASGD's trigger (Merity et al.): start averaging once an epoch-end
+        validation loss exceeds the best of those before the last ``optim.nonmono``."""
+        nonmono, history = self.config.optim.nonmono, self.valid_history
+        if (self.config.optim.optimizer == "ntasgd" and self.averaged is None
+                and len(history) > nonmono and loss > min(history[:-nonmono])):
+            self.averaged, self.average_start = AveragedModel(self.model), self.step_count
+            self._say(f"epoch {self.epoch:3d} | NT-ASGD: averaging the weights from step "
+                      f"{self.step_count + 1} on (valid loss {loss:.4f} > "
+                      f"{min(history[:-nonmono]):.4f})")
+        history.append(loss)
 
     def _validate_mid_epoch(self):
         """At a time-limit stop inside an epoch: validate, log it, keep the checkpoint
@@ -313,7 +390,8 @@ class Trainer:
         if self.stop_reason is None:
             best = self.checkpoints.best() if self.checkpoints else None
             if best is not None:
-                self.load_weights(best)
+                self.load_weights(best)  # its model.* are the averaged weights if any
+                self.averaged = None
             summary["test"] = self.split_metrics("test")
             summary["valid"] = self.split_metrics("valid")
             if self.log:
@@ -388,9 +466,13 @@ class Trainer:
         ranks_rng = self.world.gather(torch.get_rng_state())
         ranks_hidden = [self.world.gather(h.contiguous()) for h in hidden]
         if self.world.is_main and self.checkpoints is not None:
-            model_tensors, aliases = split_shared(self.model.state_dict())
+            weights = self.averaged.module if self.averaged is not None else self.model
+            model_tensors, aliases = split_shared(weights.state_dict())
             optim_tensors, optim_plain = flatten_optimizer_state(self.optimizer.state_dict())
             tensors = {f"model.{k}": v for k, v in model_tensors.items()}
+            if self.averaged is not None:  # the SGD iterate training continues from
+                raw, _ = split_shared(self.model.state_dict())
+                tensors.update({f"raw.{k}": v for k, v in raw.items()})
             tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
             for rank in range(self.world.world_size):
                 tensors[f"rng.torch.r{rank}"] = ranks_rng[rank]
@@ -405,7 +487,13 @@ class Trainer:
                 "world_size": self.world.world_size,
                 "progress": {"epoch": self.epoch, "batch_index": self.batch_index,
                              "step": self.step_count, "best_valid": self.best_valid,
-                             "elapsed_s": self.elapsed(), "interval": self.interval[:2]},
+                             "elapsed_s": self.elapsed(), "interval": self.interval[:2],
+                             "penalty_interval": self.penalty_interval,
+                             "position": self._position()},
+                "averaging": {"valid_history": self.valid_history,
+                              "start_step": self.average_start,
+                              "count": (int(self.averaged.n_averaged)
+                                        if self.averaged is not None else 0)},
             }, is_best=is_best)
         self.world.barrier()
         self._last_checkpoint = time.monotonic()
@@ -445,6 +533,40 @@ class Trainer:
         hidden = [tensors[f"hidden.r{r}.{i}"] for i in range(meta["hidden"]["count"])]
         kind = meta["hidden"]["kind"]
         self.hidden = None if kind == "none" else hidden[0] if kind == "tensor" else tuple(hidden)
+        self.penalty_interval = [float(v) for v in p.get("penalty_interval", [0.0, 0.0])]
+        self._resume_averaging(path, tensors, meta)
+        self.plan_epoch()
+        if p.get("position") is not None and p["position"] != self._position():
+            raise CheckpointError(f"checkpoint {str(path)!r} stopped at token {p['position']} "
+                                  f"of the training stream, this run's chunks put it at "
+                                  f"{self._position()} (another train.bptt, seed or "
+                                  f"variable_bptt?)")
+
+    def _resume_averaging(self, path, tensors, meta):
+        """NT-ASGD after a resume: the validation history, and once averaging has
+        started the average (the checkpoint's ``model.*``, loaded) and the SGD iterate
+        (``raw.*``) back in the model."""
+        averaging = meta.get("averaging", {})
+        self.valid_history = [float(v) for v in averaging.get("valid_history", [])]
+        if averaging.get("start_step") is None:
+            return
+        self.averaged = AveragedModel(self.model)
+        self.averaged.n_averaged.fill_(int(averaging["count"]))
+        self.average_start = int(averaging["start_step"])
+        raw = {k[len("raw."):]: v for k, v in tensors.items() if k.startswith("raw.")}
+        if not raw:
+            raise CheckpointError(f"checkpoint {str(path)!r} has averaged weights but no "
+                                  f"raw.* tensors to continue training from")
+        self.model.load_state_dict(join_shared(raw, meta["aliases"]))
+
+    def _position(self):
+        """The token offset of the next chunk in the training stream (variable BPTT),
+        else None."""
+        if self._plan is None:
+            return None
+        if self.batch_index >= len(self._plan):
+            return int(self.train_data.size(0)) - 1
+        return self._plan[self.batch_index][0]
 
     def _check_kind(self, path, meta):
         want, got = self.model_meta.get("kind"), meta.get("model", {}).get("kind")
@@ -470,22 +592,44 @@ class Trainer:
         loss = loss_tokens / tokens
         speed = tokens * self.world.world_size / seconds if seconds > 0 else None
         metrics = self.train_metrics(loss)
+        t = self.config.train
+        penalties = {}
+        if t.ar_alpha or t.tar_beta:
+            penalties = {"ar": self.penalty_interval[0] / tokens,
+                         "tar": self.penalty_interval[1] / tokens}
         if self.log:
             self.log.log(step=self.step_count, epoch=self.epoch, split="train",
                          lr=self.current_lr(), tokens_per_s=speed,
-                         elapsed_s=self.elapsed(), **metrics)
+                         elapsed_s=self.elapsed(), **metrics, **penalties)
         if self.bar is not None:
             shown = {k: f"{v:.3f}" if k == "loss" else f"{v:.4g}" for k, v in metrics.items()}
             self.bar.set_postfix(**shown, tok_s=f"{speed or 0:,.0f}")
         elif getattr(self, "_log_lines", False):
             self._say(f"epoch {self.epoch:3d} | step {self.batch_index:6d}/"
                       f"{self.steps_per_epoch} | train " + _fmt_metrics(metrics) +
-                      f" | lr {self.current_lr():.4g} | {speed or 0:,.0f} tok/s")
+                      f" | lr {self.current_lr():.4g} | {speed or 0:,.0f} tok/s" +
+                      "".join(f" | {k} {v:.4f}" for k, v in penalties.items()))
         self.interval = [0.0, 0, 0.0]
+        self.penalty_interval = [0.0, 0.0]
 
     def _say(self, text, always=False):
         if self.world.is_main and (always or self.config.train.progress != "off"):
             (tqdm.write if self.bar is not None else print)(text, file=sys.stderr)
+
+
+def variable_bptt_plan(length, bptt, min_bptt, seed):
+    """Chunks ``[(start, length), ...]`` covering a stream of ``length`` rows (Merity et
+    al.): each length ~ ``N(bptt, 5)`` with probability 0.95, else ``N(bptt / 2, 5)``,
+    truncated to an integer, at least ``min_bptt``; the last chunk ends at the stream's
+    end. ``seed`` (anything ``random.Random`` takes) fixes the draws."""
+    rng = random.Random(seed)
+    plan, start = [], 0
+    while start < length - 1:
+        mean = bptt if rng.random() < 0.95 else bptt / 2
+        size = min(max(min_bptt, int(rng.gauss(mean, 5))), length - 1 - start)
+        plan.append((start, size))
+        start += size
+    return plan
 
 
 def _fmt_metrics(m):

@@ -58,6 +58,15 @@ def _train_arguments(p):
                    help="the sequence model of an lm or forecast run: rnn (the --cell "
                         "layers, default), tcn (dilated causal convolutions) or transformer "
                         "(causal); sets model.arch")
+    p.add_argument("--softmax", choices=("full", "sampled", "adaptive"),
+                   help="lm output layer: full (default), sampled (sampled softmax in "
+                        "training, exact in evaluation; --num-samples) or adaptive "
+                        "(torch's AdaptiveLogSoftmaxWithLoss; --cutoffs); sets "
+                        "model.softmax")
+    p.add_argument("--num-samples", type=int,
+                   help="sampled softmax: negatives per step (default min(1024, V - 1))")
+    p.add_argument("--cutoffs", help="adaptive softmax: comma-separated frequency ranks "
+                                     "where clusters start (default 2000,10000 below V/2)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after M min")
     p.add_argument("--checkpoint-minutes", type=float,
@@ -127,7 +136,9 @@ def _build_config(args, overrides):
     elif args.valid or args.test:
         raise UsageError("--valid and --test need --data")
     for key, value in (("task.task", args.task), ("train.out", args.out),
-                       ("model.arch", args.model),
+                       ("model.arch", args.model), ("model.softmax", args.softmax),
+                       ("model.num_samples", args.num_samples),
+                       ("model.cutoffs", args.cutoffs),
                        ("train.epochs", args.epochs),
                        ("train.max_minutes", args.max_minutes), ("train.seed", args.seed),
                        ("train.checkpoint_minutes", args.checkpoint_minutes),
@@ -170,7 +181,8 @@ def _lm_recipe():
     from rnnkit.training.trainer import Trainer
 
     return Recipe(check_checkpoint=_check_lm, load_data=_load_lm_corpus,
-                  build_model=lambda config, corpus: build_lm(config.model, corpus.vocab),
+                  build_model=lambda config, corpus: build_lm(config.model, corpus.vocab,
+                                                              corpus),
                   extra_meta=lambda config, corpus: {}, trainer=Trainer,
                   describe=lambda corpus: (f"data {corpus.source} ({corpus.train.numel():,} / "
                                            f"{corpus.valid.numel():,} / "
@@ -188,11 +200,19 @@ def _load_lm_corpus(config, meta):
     return load_corpus(d.dataset, d.train, d.valid, d.test, d.level, vocab=vocab)
 
 
-def build_lm(model_config, vocab):
-    """The language model of a ``model`` config section (a ModelConfig or its dict)."""
+def build_lm(model_config, vocab, corpus=None):
+    """The language model of a ``model`` config section (a ModelConfig or its dict); a
+    sampled or adaptive softmax ranks the tokens by their counts in ``corpus.train``
+    (a model loaded from a checkpoint gets its counts from there)."""
+    import torch
+
     from rnnkit.models import build_language_model
 
-    return build_language_model(model_config, len(vocab), vocab.level)
+    c = model_config if isinstance(model_config, dict) else vars(model_config)
+    counts = None
+    if corpus is not None and c.get("softmax", "full") != "full":
+        counts = torch.bincount(corpus.train, minlength=len(vocab))
+    return build_language_model(model_config, len(vocab), vocab.level, counts)
 
 
 def _report(out, model, corpus, config, summary):

@@ -29,6 +29,7 @@ from rnnkit.cells import FAMILIES
 from rnnkit.layers import layer_class
 from rnnkit.models.awd import LockedDropout, RecurrentStack, activation_terms, embedding_dropout
 from rnnkit.models.baselines import BASELINES, make_baseline
+from rnnkit.models.softmax import SOFTMAXES, AdaptiveSoftmax, SampledSoftmaxLoss
 
 __all__ = ["LanguageModel", "CharLM", "WordLM", "build_language_model"]
 
@@ -59,10 +60,26 @@ class LanguageModel(nn.Module):
             from U(-r, r) and the decoder bias is 0, after ``init_range``. Default: 0.
         arch: ``"rnn"`` (the ``cell`` layers), ``"tcn"`` or ``"transformer"``
             (``cell`` is then unused; ``num_layers`` counts blocks). Default: ``"rnn"``.
+        softmax: the output layer (:mod:`rnnkit.models.softmax`): ``"full"`` (a linear
+            decoder and cross-entropy), ``"sampled"`` (the same decoder, trained with
+            sampled softmax, exact at evaluation) or ``"adaptive"``
+            (``torch.nn.AdaptiveLogSoftmaxWithLoss``; no ``tie_weights``).
+            Default: ``"full"``.
+        num_samples: sampled: negatives per step (0 = min(1024, V - 1)). Default: 0.
+        proposal: sampled: ``"log_uniform"`` or ``"unigram"``. Default: log_uniform.
+        cutoffs: adaptive: cluster boundaries in frequency ranks (None = from V, see
+            :func:`~rnnkit.models.softmax.default_cutoffs`). Default: None.
+        div_value: adaptive: width ratio of successive tail clusters. Default: 4.
+        token_counts: sampled / adaptive: the training count of every token, which
+            ranks the tokens by frequency (a buffer; default: all equal). Default: None.
         **options: passed to the rnnkit layer (``layer_norm``, ``zoneout``, ...) or the
             baseline (``kernel_size``; ``num_heads``, ``context_size``, ``ff_size``).
 
-    Shapes: ``forward(inputs (T, N), state) -> (logits (T, N, V), state)``.
+    Shapes: ``forward(inputs (T, N), state) -> (logits (T, N, V), state)``. With
+    ``softmax="sampled"`` or ``"adaptive"`` a training-mode forward returns the output
+    layer's input ``(T, N, H_out)`` instead, which :meth:`loss` turns into the training
+    loss; in eval mode every softmax returns ``(T, N, V)`` scores whose softmax is the
+    model's exact distribution (adaptive: its log-probabilities).
 
     Example::
 
@@ -77,7 +94,9 @@ class LanguageModel(nn.Module):
     def __init__(self, vocab_size, embed_size=256, hidden_size=256, num_layers=2,
                  cell="lstm", dropout=0.0, tie_weights=False, init_range=0.0, arch="rnn",
                  dropout_input=-1.0, dropout_hidden=-1.0, dropout_embed=0.0,
-                 locked_dropout=False, embed_init_range=0.0, **options):
+                 locked_dropout=False, embed_init_range=0.0, softmax="full",
+                 num_samples=0, proposal="log_uniform", cutoffs=None, div_value=4.0,
+                 token_counts=None, **options):
         super().__init__()
         owner = type(self).__name__
         if arch != "rnn" and arch not in BASELINES:
@@ -112,27 +131,67 @@ class LanguageModel(nn.Module):
         else:
             self.rnn = make_baseline(arch, embed_size, hidden_size, num_layers, dropout,
                                      **options)
-        self.decoder = nn.Linear(self.output_size, vocab_size)
+        self.softmax = softmax
+        self._build_output_layer(owner, tie_weights, num_samples, proposal, cutoffs,
+                                 div_value, token_counts)
         if init_range > 0:
             for parameter in self.parameters():
                 nn.init.uniform_(parameter, -init_range, init_range)
         if embed_init_range > 0:  # Merity et al.'s init_weights
             nn.init.uniform_(self.embedding.weight, -embed_init_range, embed_init_range)
-            nn.init.uniform_(self.decoder.weight, -embed_init_range, embed_init_range)
-            nn.init.zeros_(self.decoder.bias)
+            if softmax != "adaptive":
+                nn.init.uniform_(self.decoder.weight, -embed_init_range, embed_init_range)
+                nn.init.zeros_(self.decoder.bias)
         self._activations = None
         if tie_weights:
             self.decoder.weight = self.embedding.weight
 
+    def _build_output_layer(self, owner, tie_weights, num_samples, proposal, cutoffs,
+                            div_value, token_counts):
+        """``decoder`` (nn.Linear for full and sampled, so their state_dicts match;
+        :class:`AdaptiveSoftmax` for adaptive) and the sampled softmax's ``sampler``."""
+        if self.softmax not in SOFTMAXES:
+            raise ValueError(f"{owner}: softmax must be one of {', '.join(SOFTMAXES)}, "
+                             f"got {self.softmax!r}")
+        V = self.vocab_size
+        if self.softmax == "adaptive":
+            if tie_weights:
+                raise ValueError(f"{owner}: tie_weights needs softmax 'full' or 'sampled' "
+                                 f"(the adaptive softmax has no (V, H) weight), got "
+                                 f"softmax='adaptive'")
+            try:
+                self.decoder = AdaptiveSoftmax(self.output_size, V, cutoffs, div_value,
+                                               token_counts)
+            except ValueError as e:
+                raise ValueError(str(e).replace("AdaptiveSoftmax", owner, 1)) from None
+            return
+        self.decoder = nn.Linear(self.output_size, V)
+        if self.softmax == "sampled":
+            try:
+                self.sampler = SampledSoftmaxLoss(V, num_samples, proposal, token_counts)
+            except (ValueError, TypeError) as e:
+                raise type(e)(str(e).replace("SampledSoftmaxLoss", owner, 1)) from None
+
+    def output_scores(self, features):
+        """The output layer on ``features (T, N, H_out)``: logits (full; sampled in
+        eval mode), log-probabilities (adaptive in eval mode), or, in training mode
+        with sampled / adaptive, the features themselves for :meth:`loss`."""
+        if self.softmax == "full" or (self.softmax == "sampled" and not self.training):
+            return self.decoder(features)                          # (T, N, V)
+        if self.training:
+            return features                                        # (T, N, H_out)
+        return self.decoder.log_prob(features)                     # (T, N, V)
+
     def forward(self, inputs, state=None):
-        """Logits for the next token at every position; the state is carried."""
+        """Logits for the next token at every position; the state is carried (see the
+        class docstring for ``softmax`` other than full in training mode)."""
         embedded = embedding_dropout(self.embedding, inputs, self.dropout_embed,
                                      self.training)               # (T, N, E)
         output, state = self.rnn(self.drop_input(embedded), state)  # (T, N, H)
         dropped = self.drop(output)
         # kept (training only) for activation_terms; replaced at the next forward
         self._activations = (dropped, output) if self.training else None
-        return self.decoder(dropped), state                       # (T, N, V)
+        return self.output_scores(dropped), state                 # (T, N, V)
 
     def activation_terms(self):
         """AR and TAR (:func:`rnnkit.models.awd.activation_terms`) of the last layer's
@@ -145,7 +204,14 @@ class LanguageModel(nn.Module):
         return terms
 
     def loss(self, logits, targets):
-        """Mean cross-entropy in nats per token."""
+        """Mean cross-entropy in nats per token of what :meth:`forward` returned in the
+        same mode: exact, except the sampled softmax's training estimate."""
+        if self.training and self.softmax == "sampled":
+            features = logits.reshape(-1, logits.size(-1))
+            return self.sampler(features, targets.reshape(-1), self.decoder.weight,
+                                self.decoder.bias)
+        if self.training and self.softmax == "adaptive":
+            return self.decoder.loss(logits, targets)
         return F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
 
     @torch.no_grad()
@@ -206,8 +272,10 @@ class WordLM(LanguageModel):
     kind = "word_lm"
 
 
-def build_language_model(model_config, vocab_size, level):
-    """A CharLM or WordLM from a ``ModelConfig`` (a dataclass or its dict)."""
+def build_language_model(model_config, vocab_size, level, token_counts=None):
+    """A CharLM or WordLM from a ``ModelConfig`` (a dataclass or its dict);
+    ``token_counts`` ranks the tokens of a sampled or adaptive softmax (a checkpoint
+    brings its own)."""
     c = model_config if isinstance(model_config, dict) else vars(model_config)
     cls = CharLM if level == "char" else WordLM
     return cls(vocab_size, embed_size=c["embed_size"], hidden_size=c["hidden_size"],
@@ -217,4 +285,8 @@ def build_language_model(model_config, vocab_size, level):
                dropout_hidden=c.get("dropout_hidden", -1.0),
                dropout_embed=c.get("dropout_embed", 0.0),
                locked_dropout=c.get("locked_dropout", False),
-               embed_init_range=c.get("embed_init_range", 0.0), **c["options"])
+               embed_init_range=c.get("embed_init_range", 0.0),
+               softmax=c.get("softmax", "full"), num_samples=c.get("num_samples", 0),
+               proposal=c.get("proposal", "log_uniform"), cutoffs=c.get("cutoffs") or None,
+               div_value=c.get("div_value", 4.0), token_counts=token_counts,
+               **c["options"])

@@ -58,6 +58,12 @@ class ModelConfig:
     dropout_embed: float = 0.0    # whole words of the embedding matrix per chunk
     locked_dropout: bool = False  # one dropout mask per sequence, shared over time
     embed_init_range: float = 0.0  # > 0: embedding ~ U(-r, r), decoder bias 0
+    # the output layer (lm; rnnkit.models.softmax)
+    softmax: str = "full"      # "full" | "sampled" (training; exact eval) | "adaptive"
+    num_samples: int = 0       # sampled: negatives per step; 0 = min(1024, V - 1)
+    proposal: str = "log_uniform"  # sampled: "log_uniform" (Zipfian) | "unigram"
+    cutoffs: list = field(default_factory=list)  # adaptive: cluster starts; [] = from V
+    div_value: float = 4.0     # adaptive: width ratio of successive tail clusters
     options: dict = field(default_factory=dict)  # extra rnnkit layer options
 
 
@@ -218,6 +224,7 @@ class Config:
             raise ConfigError(f"config key model.tie_weights: with model.arch "
                               f"{self.model.arch!r} needs embed_size == hidden_size, got "
                               f"{self.model.embed_size} and {self.model.hidden_size}")
+        _check_softmax(self.model, self.task.task)
         if self.model.arch != "rnn":
             _check_baseline(self.model, self.task.task)
             return self
@@ -235,6 +242,31 @@ def _check_lm_only(config):
         if (value == on) if on is not None else value > 0:
             raise ConfigError(f"config key {key}: {value!r} works for task 'lm' only, "
                               f"got task {config.task.task!r}")
+
+
+def _check_softmax(model, task):
+    """model.softmax and its settings (the vocabulary-dependent bounds, num_samples <
+    V and cutoffs < V, are the model's to check once the corpus is read)."""
+    from rnnkit.models.softmax import PROPOSALS, SOFTMAXES
+
+    _choice("model.softmax", model.softmax, SOFTMAXES)
+    _choice("model.proposal", model.proposal, PROPOSALS)
+    if model.softmax != "full" and task != "lm":
+        raise ConfigError(f"config key model.softmax: {model.softmax!r} works for task "
+                          f"'lm' only, got task {task!r}")
+    if model.num_samples < 0:
+        raise ConfigError(f"config key model.num_samples: must be >= 0 (0 = min(1024, "
+                          f"V - 1)), got {model.num_samples}")
+    cutoffs = model.cutoffs
+    if (any(isinstance(c, bool) or not isinstance(c, int) for c in cutoffs)
+            or any(b <= a for a, b in zip(cutoffs, cutoffs[1:]))
+            or (cutoffs and cutoffs[0] < 1)):
+        raise ConfigError(f"config key model.cutoffs: must be strictly increasing "
+                          f"integers >= 1 ([] = from the vocabulary size), got {cutoffs!r}")
+    _check_float("model.div_value", model.div_value, 1.0, math.inf)
+    if model.softmax == "adaptive" and model.tie_weights:
+        raise ConfigError("config key model.tie_weights: needs model.softmax 'full' or "
+                          "'sampled', got 'adaptive'")
 
 
 def _check_baseline(model, task):
@@ -363,6 +395,18 @@ def _coerce(key, kind, value):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key}: expected a table, got {value!r}")
         return dict(value)
+    if kind == "list":  # a TOML array, or "2000,10000" from the command line
+        if isinstance(value, str):
+            try:
+                value = [int(v) for v in value.split(",") if v.strip()]
+            except ValueError:
+                raise ConfigError(f"config key {key}: expected a list of integers, got "
+                                  f"{value!r}") from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+        return list(value)
     if kind == "bool":
         if isinstance(value, bool):
             return value

@@ -210,8 +210,8 @@ def test_sigint_writes_a_checkpoint_and_exits_130(tmp_path, long_corpus):
     assert int(train_rows(out)[-1][0]) == results["steps"]
 
 
-PRESETS = ["addition", "char-default", "char-shakespeare", "date", "ptb-medium",
-           "ptb-small", "sst2", "wikitext2"]
+PRESETS = ["addition", "char-default", "char-shakespeare", "date", "ptb-awd", "ptb-medium",
+           "ptb-small", "sst2", "wikitext2", "wikitext2-awd"]
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -46,13 +46,15 @@ def test_unknown_key_in_a_file_names_file_and_key(tmp_path):
 
 def test_the_presets_are_the_files_of_rnnkit_configs():
     assert preset_names() == ["addition", "char-default", "char-shakespeare", "date",
-                              "ptb-medium", "ptb-small", "sst2", "wikitext2"]
+                              "ptb-awd", "ptb-medium", "ptb-small", "sst2", "wikitext2",
+                              "wikitext2-awd"]
     # configs/ at the root of the checkout is the same folder, not a copy
     assert CONFIGS.resolve() == Path(str(preset_path("date"))).parent.resolve()
 
 
 @pytest.mark.parametrize("name", ["addition", "char-default", "char-shakespeare", "date",
-                                  "ptb-medium", "ptb-small", "sst2", "wikitext2"])
+                                  "ptb-awd", "ptb-medium", "ptb-small", "sst2", "wikitext2",
+                                  "wikitext2-awd"])
 def test_each_preset_is_a_valid_config(name):
     with open(CONFIGS / f"{name}.toml", "rb") as f:
         from_file = config_from_dict(tomllib.load(f))

@@ -76,8 +76,10 @@ def _gradients_arguments(p):
                    help="rnn, lstm or gru, or several separated by commas (one line each)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "relu", "sigmoid"),
                    help="the RNN's nonlinearity")
-    p.add_argument("--forget-bias", type=float, default=0.0,
-                   help="added to the LSTM's forget-gate bias at init")
+    p.add_argument("--forget-bias", default="0",
+                   help="added to the LSTM's forget-gate bias at init (b_ih's forget "
+                        "block, so the total starts near it); several separated by "
+                        "commas draw one LSTM line each")
     p.add_argument("--length", type=int, default=100, help="time steps T")
     p.add_argument("--hidden", type=int, default=64, help="hidden size H")
     p.add_argument("--input-size", type=int, default=16, help="input features per step")
@@ -99,6 +101,17 @@ def _cells(text):
     return cells
 
 
+def _forget_biases(text):
+    try:
+        biases = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        biases = []
+    if not biases or not all(math.isfinite(b) for b in biases):
+        raise UsageError(f"--forget-bias must be finite numbers (comma-separated), got "
+                         f"{text!r}")
+    return biases
+
+
 def _run_gradients(args):
     from rnnkit.viz.gradients import (gradient_norms, plot_gradient_norms,
                                       run_gradient_norms)
@@ -107,8 +120,7 @@ def _run_gradients(args):
                         ("--input-size", args.input_size), ("--batch-size", args.batch_size)):
         at_least(flag, value, 1)
     _finite("--init-scale", args.init_scale)
-    if not math.isfinite(args.forget_bias):
-        raise UsageError(f"--forget-bias must be finite, got {args.forget_bias}")
+    biases = _forget_biases(args.forget_bias)
     _check_png(args.out)
     if args.run:
         results = [run_gradient_norms(_load_lm(run)[0], Path(run).name, length=args.length,
@@ -117,10 +129,10 @@ def _run_gradients(args):
     else:
         results = [gradient_norms(cell, length=args.length, hidden_size=args.hidden,
                                   input_size=args.input_size, batch_size=args.batch_size,
-                                  activation=args.activation,
-                                  forget_bias=args.forget_bias,
+                                  activation=args.activation, forget_bias=bias,
                                   init_scale=args.init_scale, seed=args.seed)
-                   for cell in _cells(args.cell)]
+                   for cell in _cells(args.cell)
+                   for bias in (biases if cell == "lstm" else biases[:1])]
     plot_gradient_norms(results, args.out)
     payload = dict(results[0]) if len(results) == 1 else {"curves": results}
     return _say_json(args.out, {**payload, "out": args.out})

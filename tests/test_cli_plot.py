@@ -37,12 +37,14 @@ def test_gradients_of_a_tanh_rnn_vanish(tmp_path, capsys):
 
 
 def test_gradients_overlay_lstm_forget_bias_and_exploding_rnn(tmp_path, capsys):
-    assert main(["plot", "gradients", "--cell", "rnn,lstm", "--forget-bias", "3",
+    assert main(["plot", "gradients", "--cell", "rnn,lstm", "--forget-bias", "1,3",
                  "--init-scale", "1", "--hidden", "32", "--out",
                  str(tmp_path / "both.png")]) == 0
-    rnn, lstm = last_json(capsys)["curves"]
-    assert rnn["cell"] == "rnn" and lstm["forget_bias"] == 3.0
+    rnn, lstm1, lstm = last_json(capsys)["curves"]
+    assert rnn["cell"] == "rnn" and lstm1["forget_bias"] == 1.0 and lstm["forget_bias"] == 3.0
+    assert "cell_norms" not in rnn and len(lstm["cell_norms"]) == 100
     assert lstm["norms"][-1] / lstm["norms"][0] < 100 < rnn["norms"][-1] / rnn["norms"][0]
+    assert lstm["cell_ratio_last_to_first"] < 100 < lstm1["cell_ratio_last_to_first"]
     assert main(["plot", "gradients", "--init-scale", "5", "--length", "60",
                  "--out", str(tmp_path / "big.png")]) == 0
     big = last_json(capsys)
@@ -61,6 +63,8 @@ def test_clipping_plot_numbers(tmp_path, capsys):
     (["gradients", "--cell", "rnn,tcn"], ["--cell must be rnn, lstm or gru", "'rnn,tcn'"]),
     (["gradients", "--length", "0"], ["--length must be >= 1, got 0"]),
     (["gradients", "--init-scale", "nan"], ["--init-scale must be > 0 and finite"]),
+    (["gradients", "--forget-bias", "1,x"], ["--forget-bias must be finite numbers",
+                                             "'1,x'"]),
     (["clipping", "--clip", "-1"], ["--clip must be > 0 and finite, got -1.0"]),
     (["gradients", "--out", "x.jpg"], ["--out must end in .png, got 'x.jpg'"]),
 ])

@@ -11,11 +11,19 @@ there through the recurrence (backpropagation through time):
 For a tanh RNN each factor is :math:`\\mathrm{diag}(1 - h_k^2)\\, W_{hh}`: with a spectral
 radius of W_hh below one the product shrinks geometrically (vanishing gradients), far
 above one it can grow (exploding). The LSTM's cell path multiplies by the forget gates
-instead, which a forget-gate bias keeps near one.
+instead, which a forget-gate bias keeps near one:
 
-The cell runs one step at a time (rnnkit's ``RNNCell`` / ``LSTMCell`` / ``GRUCell``) and
-every h_t keeps its gradient (``retain_grad``), so the norms are autograd's exact
-per-step gradients, in float64 so that a vanished gradient is a tiny number, not 0.
+.. math::
+    \\frac{\\partial L}{\\partial c_t} = f_{t+1} \\odot \\frac{\\partial L}{\\partial c_{t+1}}
+        + (\\text{terms through } h_t \\text{ and the gates})
+
+so for an LSTM the norms of dL/dc_t (the cell path) are reported beside those of dL/dh_t.
+
+The cell runs one step at a time through the reference kernel (autograd over the
+family's own ``step``, :mod:`rnnkit.kernels.reference`) and every h_t and c_t keeps its
+gradient (``retain_grad``), so the norms are autograd's exact per-step total
+derivatives (c_T too: inside one step h_T = o_T ⊙ tanh(c_T) reads the very tensor), in
+float64 so that a vanished gradient is a tiny number, not 0.
 This module reads models; it never trains.
 """
 
@@ -27,6 +35,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["gradient_norms", "run_gradient_norms", "make_cell", "spectral_radius",
+           "per_step_gradient_norms", "per_step_state_gradient_norms",
            "plot_gradient_norms"]
 
 _GATES = {"rnn": "h", "lstm": "ifgo", "gru": "rzn"}
@@ -67,37 +76,62 @@ def spectral_radius(weight_hh, cell):
     return blocks[_CANDIDATE[cell]], blocks
 
 
-def _family(module):
-    return getattr(module, "family", None)
+def per_step_state_gradient_norms(module, inputs, readout):
+    """``{"h": [||dL/dh_t||], "c": [||dL/dc_t||] (LSTM only)}`` (Frobenius over the
+    batch) for t = 1..T, where the rnnkit cell ``module`` steps through ``inputs``
+    (T, N, H_in) from a zero state and ``L = mean_n(readout . h_T)``."""
+    from rnnkit.kernels import dispatch
+    from rnnkit.layers import _module_params
+
+    params = _module_params(module, module._names)
+    batch = inputs.size(1)
+    state = tuple(inputs.new_zeros(batch, size) for size in module._spec.state_sizes)
+    states = []
+    for x_t in inputs:                                   # (N, H_in)
+        # the reference kernel: c_t is the tensor that h_t = o_t * tanh(c_t) reads, so
+        # its gradient is the total one (a fused step hides that read inside the op)
+        _, state = dispatch.run(module._spec, x_t.unsqueeze(0), state, params,
+                                kernel="reference")
+        for tensor in state:                             # (N, H) each
+            tensor.retain_grad()
+        states.append(state)
+    loss = (states[-1][0] @ readout).mean()
+    loss.backward()
+    names = ("h", "c")[:len(states[0])]
+    return {name: [float(s[k].grad.norm()) for s in states] for k, name in enumerate(names)}
 
 
 def per_step_gradient_norms(module, inputs, readout):
-    """``||dL/dh_t||`` (Frobenius over the batch) for t = 1..T, where the cell
-    ``module`` steps through ``inputs`` (T, N, H_in) from a zero state and
-    ``L = mean_n(readout . h_T)``."""
-    state, hiddens = None, []
-    for x_t in inputs:                                   # (N, H_in)
-        state = module(x_t, state)
-        h_t = state[0] if _family(module) == "lstm" else state  # (N, H)
-        h_t.retain_grad()
-        hiddens.append(h_t)
-    loss = (hiddens[-1] @ readout).mean()
-    loss.backward()
-    return [float(h.grad.norm()) for h in hiddens]
+    """``||dL/dh_t||`` for t = 1..T (see :func:`per_step_state_gradient_norms`)."""
+    return per_step_state_gradient_norms(module, inputs, readout)["h"]
 
 
-def _result(label, cell, module, norms, **settings):
+def _ratio(norms):
+    return norms[-1] / norms[0] if norms[0] > 0 else math.inf
+
+
+def _result(label, cell, module, state_norms, **settings):
+    """The JSON of one curve: ``norms`` (dL/dh_t), for an LSTM also ``cell_norms``
+    (dL/dc_t), and each one's ``..._ratio_last_to_first`` = norm_T / norm_1."""
     rho, per_gate = spectral_radius(module.weight_hh, cell)
-    ratio = norms[-1] / norms[0] if norms[0] > 0 else math.inf
-    return {"label": label, "cell": cell, "norms": norms, "spectral_radius": rho,
-            "spectral_radius_gates": per_gate, "ratio_last_to_first": ratio, **settings}
+    norms = state_norms["h"]
+    result = {"label": label, "cell": cell, "norms": norms, "spectral_radius": rho,
+              "spectral_radius_gates": per_gate, "ratio_last_to_first": _ratio(norms)}
+    if "c" in state_norms:
+        result.update(cell_norms=state_norms["c"],
+                      cell_ratio_last_to_first=_ratio(state_norms["c"]))
+    return {**result, **settings}
 
 
 def gradient_norms(cell, *, length=100, hidden_size=64, input_size=16, batch_size=8,
                    activation="tanh", forget_bias=0.0, init_scale=1.0, seed=0):
-    """The norms of dL/dh_t of a freshly initialised ``cell`` ('rnn', 'lstm', 'gru') on
-    N(0, 1) inputs, with the spectral radius of its W_hh; a dict (see
-    :func:`per_step_gradient_norms`). ``ratio_last_to_first`` is norm_T / norm_1."""
+    """The norms of dL/dh_t (and of dL/dc_t for an LSTM) of a freshly initialised
+    ``cell`` ('rnn', 'lstm', 'gru') on N(0, 1) inputs, with the spectral radius of its
+    W_hh; a dict (see :func:`_result`). ``ratio_last_to_first`` is norm_T / norm_1.
+
+    ``forget_bias`` is added to the LSTM's ``bias_ih`` forget block at init, on top of
+    torch's U(-1/sqrt(H), 1/sqrt(H)) draw of both biases, so the forget gate's total bias
+    starts near ``forget_bias`` (the single b_f of Gers et al. and Jozefowicz et al.)."""
     for name, value in (("length", length), ("hidden_size", hidden_size),
                         ("input_size", input_size), ("batch_size", batch_size)):
         if value < 1:
@@ -108,7 +142,7 @@ def gradient_norms(cell, *, length=100, hidden_size=64, input_size=16, batch_siz
     inputs = torch.randn(length, batch_size, input_size, generator=generator,
                          dtype=torch.float64)
     readout = torch.randn(hidden_size, generator=generator, dtype=torch.float64)
-    norms = per_step_gradient_norms(module, inputs, readout / math.sqrt(hidden_size))
+    norms = per_step_state_gradient_norms(module, inputs, readout / math.sqrt(hidden_size))
     label = cell + (f" ({activation})" if cell == "rnn" and activation != "tanh" else "")
     label += f", forget bias {forget_bias:g}" if cell == "lstm" and forget_bias else ""
     label += f", W_hh x {init_scale:g}" if init_scale != 1 else ""
@@ -151,13 +185,14 @@ def run_gradient_norms(model, label, *, length=100, batch_size=8, seed=0):
     with torch.no_grad():
         inputs = model.embedding(tokens).double()       # (T, N, E)
     readout = torch.randn(cell.hidden_size, generator=generator, dtype=torch.float64)
-    norms = per_step_gradient_norms(cell, inputs, readout / math.sqrt(cell.hidden_size))
+    norms = per_step_state_gradient_norms(cell, inputs, readout / math.sqrt(cell.hidden_size))
     return _result(label, cell.family, cell, norms, length=length,
                    hidden_size=cell.hidden_size, seed=seed)
 
 
 def plot_gradient_norms(results, png_path, title=None):
-    """One log-scale line of ||dL/dh_t|| against t per result; returns the path."""
+    """One log-scale line of ||dL/dh_t|| against t per result (and a dashed one of
+    ||dL/dc_t||, the cell path, for an LSTM); returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -167,10 +202,15 @@ def plot_gradient_norms(results, png_path, title=None):
     floor = 1e-300  # an exactly-zero gradient would vanish from a log axis
     for result in results:
         steps = range(1, len(result["norms"]) + 1)
-        ax.semilogy(steps, [max(n, floor) for n in result["norms"]], linewidth=1.4,
-                    label=f"{result['label']} (rho {result['spectral_radius']:.2f})")
+        line, = ax.semilogy(steps, [max(n, floor) for n in result["norms"]], linewidth=1.4,
+                            label=f"{result['label']} (rho {result['spectral_radius']:.2f})")
+        if "cell_norms" in result:
+            ax.semilogy(steps, [max(n, floor) for n in result["cell_norms"]], linewidth=1.2,
+                        linestyle="--", color=line.get_color(),
+                        label=f"{result['label']}: cell path ||dL/dc_t||")
     ax.set_xlabel("time step t (loss at t = T only)")
-    ax.set_ylabel("||dL/dh_t||")
+    ax.set_ylabel("||dL/dh_t||  (dashed: ||dL/dc_t||)" if any(
+        "cell_norms" in r for r in results) else "||dL/dh_t||")
     ax.set_title(title or "gradient flowing back through time")
     ax.grid(alpha=0.3, which="both")
     ax.legend()

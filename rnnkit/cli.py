@@ -207,12 +207,19 @@ def build_lm(model_config, vocab, corpus=None):
     import torch
 
     from rnnkit.models import build_language_model
+    from rnnkit.training.config import ConfigError
 
     c = model_config if isinstance(model_config, dict) else vars(model_config)
     counts = None
     if corpus is not None and c.get("softmax", "full") != "full":
         counts = torch.bincount(corpus.train, minlength=len(vocab))
-    return build_language_model(model_config, len(vocab), vocab.level, counts)
+    try:
+        return build_language_model(model_config, len(vocab), vocab.level, counts)
+    except ValueError as e:  # the bounds that depend on the vocabulary size
+        name = str(e).partition(": ")[2].split(" ")[0]
+        if name in ("num_samples", "cutoffs", "div_value"):
+            raise ConfigError(f"config key model.{name}: {e}") from None
+        raise
 
 
 def _report(out, model, corpus, config, summary):

@@ -87,6 +87,34 @@ def _train_arguments(p):
                                        "(dot, general, additive, scaled_dot)")
     _forecast_arguments(p)
     _memory_arguments(p)
+    _transfer_arguments(p)
+
+
+def _transfer_arguments(p):
+    g = p.add_argument_group("transfer from a language model (--task classify; ULMFiT)")
+    g.add_argument("--init-from", metavar="LM_RUN",
+                   help="start the embedding and recurrent layers from this word-LM run's "
+                        "best checkpoint (task.init_from)")
+    g.add_argument("--layer-lr-decay", type=float, metavar="F",
+                   help="discriminative learning rates: layer group d from the top learns "
+                        "at lr / F^d (ULMFiT 2.6; default 1 = one rate)")
+    g.add_argument("--gradual-unfreezing", action="store_true", default=None,
+                   help="epoch e trains only the top e layer groups (head, last layer, ...,"
+                        " embedding)")
+    g.add_argument("--cut-frac", type=float,
+                   help="--schedule=slanted: fraction of the steps spent rising (0.1)")
+    g.add_argument("--stlr-ratio", type=float,
+                   help="--schedule=slanted: peak / lowest learning rate (32)")
+
+
+_TRANSFER_FLAGS = (("task.init_from", "init_from"), ("optim.layer_lr_decay", "layer_lr_decay"),
+                   ("task.gradual_unfreezing", "gradual_unfreezing"),
+                   ("optim.cut_frac", "cut_frac"), ("optim.stlr_ratio", "stlr_ratio"))
+
+
+def _flag_value(value):
+    """A flag's value as config text (``store_true`` gives True, the config wants true)."""
+    return "true" if value is True else value
 
 
 def _forecast_arguments(p):
@@ -143,7 +171,9 @@ def _build_config(args, overrides):
                        ("train.max_minutes", args.max_minutes), ("train.seed", args.seed),
                        ("train.checkpoint_minutes", args.checkpoint_minutes),
                        *((f"task.{k}", getattr(args, k, None)) for k in _FORECAST_FLAGS),
-                       ("task.length", getattr(args, "length", None))):
+                       ("task.length", getattr(args, "length", None)),
+                       *((k, _flag_value(getattr(args, a, None)))
+                         for k, a in _TRANSFER_FLAGS)):
         if value is not None:
             flags[key] = str(value)
     config = apply_overrides(config, {k: v for k, v in flags.items() if k.startswith("data.")})

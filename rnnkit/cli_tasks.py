@@ -26,10 +26,17 @@ def run_task_train(args, config, explicit, given=frozenset()):
     """Train a task model: the same run directory, checkpoints and resume as LMs."""
     from rnnkit.training.task_trainer import TaskTrainer
 
+    from rnnkit.training.checkpoint import CheckpointManager
+
     task = config.task.task
+    # a resumed run's weights come from its checkpoint: no LM is read again
+    resuming = bool(args.resume and CheckpointManager(
+        Path(config.train.out) / "checkpoints").latest() is not None)
     recipe = Recipe(
         check_checkpoint=lambda path, meta: _check_task(path, meta, task),
-        load_data=_load_corpus, build_model=_build_model, extra_meta=_extra_meta,
+        load_data=_load_corpus,
+        build_model=lambda config, corpus: _build_model(config, corpus, resuming),
+        extra_meta=_extra_meta,
         trainer=TaskTrainer,
         describe=lambda corpus: (f"{len(corpus.train):,} / {len(corpus.valid):,} / "
                                  f"{len(corpus.test):,} examples"),
@@ -52,11 +59,22 @@ def _load_corpus(config, meta):
                             vocab, labels)
 
 
-def _build_model(config, corpus):
+def _build_model(config, corpus, resuming=False):
     from rnnkit.models import build_task_model
 
     num_labels = len(corpus.labels) if corpus.labels is not None else 0
-    return build_task_model(config.model, config.task, len(corpus.vocab), num_labels)
+    model = build_task_model(config.model, config.task, len(corpus.vocab), num_labels)
+    if config.task.init_from and not resuming:
+        from rnnkit.training.transfer import init_from_lm
+
+        try:
+            counts = init_from_lm(model, corpus.vocab, config.task.init_from)
+        except ValueError as e:  # a shape or layer mismatch: a bad command line
+            raise UsageError(str(e)) from None
+        print(f"rnnkit train: embedding and recurrent layers from {config.task.init_from}: "
+              f"{counts['known']:,} words take the LM's rows, {counts['unknown']:,} it "
+              f"never saw take the mean of its rows", file=sys.stderr)
+    return model
 
 
 def _extra_meta(config, corpus):

@@ -1,6 +1,8 @@
 """Many-to-one: a sequence in, one label out (sentiment, topic, ...)."""
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,7 +12,8 @@ from rnnkit.models.encoder import RecurrentEncoder
 
 __all__ = ["Classifier", "POOLINGS"]
 
-POOLINGS = ("last", "mean", "max", "attention")
+POOLINGS = ("last", "mean", "max", "attention", "concat")
+_LAYER_INDEX = re.compile(r"_l(\d+)(?:_reverse)?$")  # weight_ih_l1_reverse -> 1
 
 
 class Classifier(nn.Module):
@@ -22,7 +25,9 @@ class Classifier(nn.Module):
             the :class:`RecurrentEncoder` (defaults 128, 128, 1, 'lstm', True, 0.0).
         pooling: ``'last'`` (final states of both directions), ``'mean'``, ``'max'``, or
             ``'attention'`` (a learned query attends over the outputs; the weights are
-            kept in ``last_attention``). Default ``'max'``.
+            kept in ``last_attention``), or ``'concat'``: ULMFiT's concat pooling
+            ``[h_T, maxpool(h), meanpool(h)]`` (3·D·H features; Howard & Ruder 2018).
+            Default ``'max'``.
         mlp_size: hidden width of the head; 0 = a single linear layer (default 0).
         lm_weight: > 0 adds, in training, this times a language-model loss on the same
             sentences (Rei 2017; in the spirit of Dai & Le 2015): the forward direction's
@@ -47,7 +52,7 @@ class Classifier(nn.Module):
         self.pooling = pooling
         self.encoder = RecurrentEncoder(vocab_size, embed_size, hidden_size, num_layers,
                                         cell, bidirectional, dropout, **options)
-        features = self.encoder.output_size
+        features = self.encoder.output_size * (3 if pooling == "concat" else 1)
         if pooling == "attention":
             self.query = nn.Parameter(torch.randn(features) / features ** 0.5)
             self.attention = Attention(features, features, score="additive")
@@ -69,18 +74,39 @@ class Classifier(nn.Module):
 
     def _classify(self, source, source_lengths, outputs, state):
         mask = torch.arange(source.size(1), device=source.device) < source_lengths[:, None]
-        if self.pooling == "last":
-            h_n = state[0] if isinstance(state, tuple) else state  # (layers*D, N, H)
-            directions = 2 if self.encoder.rnn.bidirectional else 1
-            pooled = torch.cat(list(h_n[-directions:]), dim=-1)
-        elif self.pooling == "mean":
-            pooled = outputs.sum(1) / source_lengths[:, None].to(outputs.dtype)
-        elif self.pooling == "max":
-            pooled = outputs.masked_fill(~mask[..., None], float("-inf")).max(1).values
-        else:
+        if self.pooling == "attention":
             query = self.query.expand(source.size(0), -1)
             pooled, self.last_attention = self.attention(query, outputs, mask=mask)
+        else:
+            kinds = ("last", "max", "mean") if self.pooling == "concat" else (self.pooling,)
+            pooled = torch.cat([self._pool(kind, outputs, state, mask, source_lengths)
+                                for kind in kinds], dim=-1)  # (N, D·H) or (N, 3·D·H)
         return self.head(self.drop(pooled))
+
+    def _pool(self, kind, outputs, state, mask, lengths):
+        """One summary over time (N, D·H): the top layer's final states (both directions
+        side by side), the mean, or the maximum over the real steps."""
+        if kind == "last":
+            h_n = state[0] if isinstance(state, tuple) else state  # (layers*D, N, H)
+            directions = 2 if self.encoder.rnn.bidirectional else 1
+            return torch.cat(list(h_n[-directions:]), dim=-1)
+        if kind == "mean":
+            return outputs.sum(1) / lengths[:, None].to(outputs.dtype)
+        return outputs.masked_fill(~mask[..., None], float("-inf")).max(1).values
+
+    def layer_groups(self):
+        """The parameters in ULMFiT's layer groups, top first: the head (pooling, MLP,
+        auxiliary LM decoders), each recurrent layer from the last to the first (both
+        directions together), the embedding. Depth d in this list is what discriminative
+        learning rates (lr / decay^d) and gradual unfreezing count."""
+        rnn = self.encoder.rnn
+        layers = [[] for _ in range(rnn.num_layers)]
+        for name, parameter in rnn.named_parameters():
+            match = _LAYER_INDEX.search(name)
+            layers[int(match.group(1)) if match else 0].append(parameter)
+        encoder = {id(p) for p in self.encoder.parameters()}
+        head = [p for p in self.parameters() if id(p) not in encoder]
+        return [head, *reversed(layers), list(self.encoder.embedding.parameters())]
 
     def loss(self, batch):
         """Mean cross-entropy (nats) of the batch's labels (in training, plus

@@ -76,12 +76,15 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     clip: float = 5.0          # global gradient norm; 0 = no clipping
-    schedule: str = "constant"  # "constant" | "step" | "plateau" | "cosine"
+    schedule: str = "constant"  # "constant" | "step" | "plateau" | "cosine" | "slanted"
     decay: float = 0.5         # step/plateau: multiply the learning rate by this
     decay_start: int = 0       # step: epochs at full learning rate before decaying
     patience: int = 0          # plateau: epochs without improvement tolerated
     warmup_steps: int = 0      # linear warm-up from 0 over this many steps
     min_lr_ratio: float = 0.0  # cosine: final learning rate / lr
+    cut_frac: float = 0.1      # slanted: fraction of the steps spent rising (ULMFiT)
+    stlr_ratio: float = 32.0   # slanted: peak learning rate / lowest learning rate
+    layer_lr_decay: float = 1.0  # classify: lr / this^depth per layer group from the top
     nonmono: int = 5           # ntasgd: average once valid loss > best before the last N
 
 
@@ -113,7 +116,7 @@ class TrainConfig:
 class TaskConfig:
     task: str = "lm"           # "lm" | "classify" | "tag" | "seq2seq"
     bidirectional: bool = False  # encoder (classify, tag, seq2seq)
-    pooling: str = "max"       # classify: "last" | "mean" | "max" | "attention"
+    pooling: str = "max"       # classify: "last" | "mean" | "max" | "attention" | "concat"
     mlp_size: int = 0          # classify: hidden width of the head; 0 = linear
     attention: str = ""        # seq2seq: "" | "dot" | "general" | "additive" | "scaled_dot"
     hard_attention: bool = False
@@ -128,6 +131,8 @@ class TaskConfig:
     min_count: int = 1         # tokens seen fewer times map to <unk>
     word_dropout: float = 0.0  # training: each source token -> <unk> with this probability
     lm_weight: float = 0.0     # classify: weight of the auxiliary language-model loss
+    init_from: str = ""        # classify: a word-LM run whose embedding + layers start it
+    gradual_unfreezing: bool = False  # classify: epoch e trains the top e layer groups
     unknown: str = "unk"       # predict: unknown symbols -> "unk" | "error"
     target: str = ""           # forecast: the CSV column to predict
     features: str = ""         # forecast: other input columns, comma-separated
@@ -163,13 +168,14 @@ class Config:
         _choice("data.level", self.data.level, ("", "char", "word"))
         _choice("optim.optimizer", self.optim.optimizer, ("sgd", "adam", "adamw", "ntasgd"))
         _choice("optim.schedule", self.optim.schedule,
-                ("constant", "step", "plateau", "cosine"))
+                ("constant", "step", "plateau", "cosine", "slanted"))
         _choice("train.loss_reduction", self.train.loss_reduction, ("mean", "sum_over_time"))
         _choice("train.progress", self.train.progress, ("auto", "bar", "log", "off"))
         _choice("task.task", self.task.task,
                 ("lm", "classify", "tag", "seq2seq", "forecast", "adding", "copy",
                  "caption", "vqa"))
-        _choice("task.pooling", self.task.pooling, ("last", "mean", "max", "attention"))
+        _choice("task.pooling", self.task.pooling,
+                ("last", "mean", "max", "attention", "concat"))
         _choice("task.attention", self.task.attention,
                 ("", "dot", "general", "additive", "scaled_dot"))
         _choice("task.unknown", self.task.unknown, ("unk", "error"))
@@ -219,6 +225,7 @@ class Config:
         for key in ("model.dropout_input", "model.dropout_hidden"):  # < 0: model.dropout
             _check_float(key, _get(self, key), -math.inf, 1.0, high_open=True)
         _check_lm_only(self)
+        _check_transfer(self)
         if (self.model.tie_weights and self.model.embed_size != self.model.hidden_size
                 and self.model.arch != "rnn"):
             raise ConfigError(f"config key model.tie_weights: with model.arch "
@@ -242,6 +249,23 @@ def _check_lm_only(config):
         if (value == on) if on is not None else value > 0:
             raise ConfigError(f"config key {key}: {value!r} works for task 'lm' only, "
                               f"got task {config.task.task!r}")
+
+
+def _check_transfer(config):
+    """ULMFiT's options (:mod:`rnnkit.training.transfer`): the slanted triangular
+    schedule's shape, and the classify-only layer-group options."""
+    _check_float("optim.cut_frac", config.optim.cut_frac, 0.0, 1.0, low_open=True,
+                 high_open=True)
+    _check_float("optim.stlr_ratio", config.optim.stlr_ratio, 1.0, math.inf)
+    _check_float("optim.layer_lr_decay", config.optim.layer_lr_decay, 1.0, math.inf)
+    if config.task.task == "classify":
+        return
+    for key, off in (("task.init_from", ""), ("task.gradual_unfreezing", False),
+                     ("optim.layer_lr_decay", 1.0)):
+        value = _get(config, key)
+        if value != off:
+            raise ConfigError(f"config key {key}: {value!r} works for task 'classify' "
+                              f"only, got task {config.task.task!r}")
 
 
 def _check_softmax(model, task):

@@ -5,7 +5,15 @@
   ``decay`` every epoch;
 * ``plateau`` -- pytorch/examples' word_language_model: multiply by ``decay`` whenever
   the validation loss fails to improve for more than ``patience`` epochs;
-* ``cosine`` -- from 1 down to ``min_lr_ratio`` over all training steps.
+* ``cosine`` -- from 1 down to ``min_lr_ratio`` over all training steps;
+* ``slanted`` -- ULMFiT's slanted triangular learning rate (Howard & Ruder 2018, eq. 3):
+  a short linear rise over the first ``cut_frac`` of the T steps, then a long linear
+  fall, from and back to 1 / ``stlr_ratio`` of the peak::
+
+      cut = max(1, floor(T · cut_frac))
+      p_t = t / cut                                  if t < cut
+            1 - (t - cut) / (cut · (1/cut_frac - 1))  otherwise
+      η_t = η_max · (1 + p_t · (ratio - 1)) / ratio
 
 Any of them can start with a linear warm-up over ``warmup_steps``.
 """
@@ -14,7 +22,18 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["LRSchedule"]
+__all__ = ["LRSchedule", "slanted_triangular"]
+
+
+def slanted_triangular(step, total_steps, cut_frac=0.1, ratio=32.0):
+    """The factor η_t / η_max of the slanted triangular schedule (module docstring) at
+    optimizer step ``step`` (0-based) of ``total_steps``; never below 1 / ``ratio``."""
+    cut = max(1, math.floor(total_steps * cut_frac))
+    if step < cut:
+        p = step / cut
+    else:
+        p = max(0.0, 1.0 - (step - cut) / (cut * (1.0 / cut_frac - 1.0)))
+    return (1.0 + p * (ratio - 1.0)) / ratio
 
 
 class LRSchedule:
@@ -45,6 +64,9 @@ class LRSchedule:
             progress = min(1.0, step / self.total_steps)
             cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
             return warm * (c.min_lr_ratio + (1.0 - c.min_lr_ratio) * cosine)
+        if c.schedule == "slanted":
+            return warm * slanted_triangular(step, self.total_steps, c.cut_frac,
+                                             c.stlr_ratio)
         return warm
 
     def end_epoch(self, valid_loss):

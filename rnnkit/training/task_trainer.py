@@ -22,7 +22,8 @@ from torch import nn
 
 from rnnkit.data.tasks import BOS, EOS, PAD, TaskCorpus, collate, prediction_count
 from rnnkit.training.bleu import bleu_from_statistics, bleu_statistics
-from rnnkit.training.trainer import NonFiniteLoss, Trainer
+from rnnkit.training.trainer import NonFiniteLoss, Trainer, build_optimizer
+from rnnkit.training.transfer import discriminative_groups, unfreeze
 
 __all__ = ["TaskCorpus", "TaskTrainer", "evaluate_task"]
 
@@ -97,6 +98,12 @@ class TaskTrainer(Trainer):
     def __init__(self, model, corpus, config, out_dir=None, world=None, model_meta=None):
         self.corpus = corpus
         super().__init__(model, corpus, config, out_dir, world, model_meta)
+        self.layer_groups = None
+        if config.optim.layer_lr_decay != 1.0 or config.task.gradual_unfreezing:
+            self.layer_groups = model.layer_groups()  # ULMFiT, training/transfer.py
+            self.optimizer = build_optimizer(
+                discriminative_groups(self.layer_groups, config.optim.layer_lr_decay),
+                config.optim)
 
     def _wrap_network(self, model):
         if self.world.distributed:
@@ -128,6 +135,8 @@ class TaskTrainer(Trainer):
     def compute_gradients(self, batch):
         """Forward and backward on one batch (averaged over processes by DDP)."""
         self.network.train()
+        if self.config.task.gradual_unfreezing:
+            unfreeze(self.layer_groups, self.epoch)
         if self.corpus.task == "seq2seq":
             batch = {**batch, "teacher_forcing": self.teacher_forcing_ratio()}
         loss = self.network(batch) if self.world.distributed else self.model.loss(batch)

@@ -325,8 +325,8 @@ class Trainer:
         if not math.isfinite(self.last_grad_norm):
             raise NonFiniteLoss(self._non_finite_message(
                 f"gradient norm is {self.last_grad_norm}"))
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.current_lr() * self._lr_scale
+        for group in self.optimizer.param_groups:  # lr_scale: discriminative rates
+            group["lr"] = self.current_lr() * group.get("lr_scale", 1.0) * self._lr_scale
         self.optimizer.step()
         if self.averaged is not None:
             self.averaged.update_parameters(self.model)

@@ -26,6 +26,7 @@ from torch import nn
 from rnnkit.attention import SCORES, Attention, ReinforceBaseline
 from rnnkit.layers import make_layer
 from rnnkit.models.cnn import ImageEncoder
+from rnnkit.models.decoding import beam_decode, greedy_decode
 
 __all__ = ["Captioner"]
 
@@ -114,46 +115,50 @@ class Captioner(nn.Module):
         stack = (lambda items: torch.stack(items, 1) if items else None)
         return torch.stack(logits, 1), stack(weights), stack(log_probs)
 
-    def loss(self, batch):
-        """Mean cross-entropy per caption word, plus the attention terms."""
+    def loss_terms(self, batch):
+        """The terms of the training objective, each a scalar tensor:
+
+        - ``cross_entropy``: mean cross-entropy per caption word, the figure to report
+          (its exponential is the per-word perplexity);
+        - ``attention_reg`` (soft, ``attention_reg > 0``): λ Σ_l (1 − Σ_t α_tl)^2, mean
+          over captions;
+        - ``reinforce`` and ``entropy_bonus`` (hard, in training): the REINFORCE
+          surrogate −(R − b) log p(locations) and −w·H(α). They exist for their
+          gradients; their values are not losses of the caption and are not reported.
+        """
         target = batch["target"]
         logits, weights, log_probs = self(batch["images"], target[:, :-1])
         gold = target[:, 1:]
         token_loss = F.cross_entropy(logits.transpose(1, 2), gold, ignore_index=self.PAD,
                                      reduction="none")  # (N, T)
         real = (gold != self.PAD).to(token_loss.dtype)
-        loss = token_loss.sum() / real.sum()
+        terms = {"cross_entropy": token_loss.sum() / real.sum()}
         if weights is not None and self.attention_reg > 0:
             coverage = (weights * real[..., None]).sum(1)  # (N, L): Σ_t α_tl
-            loss = loss + self.attention_reg * ((1 - coverage) ** 2).sum(1).mean()
+            terms["attention_reg"] = self.attention_reg * ((1 - coverage) ** 2).sum(1).mean()
         if log_probs is not None:
             reward = -(token_loss.sum(1) / real.sum(1))  # per caption, higher is better
-            loss = loss + self.baseline.loss(reward, (log_probs * real).sum(1))
+            terms["reinforce"] = self.baseline.loss(reward, (log_probs * real).sum(1))
             entropy = -(weights * torch.log(weights.clamp(min=1e-12))).sum(-1)  # (N, T)
-            loss = loss - self.entropy_weight * (entropy * real).sum() / real.sum()
-        return loss
+            terms["entropy_bonus"] = -self.entropy_weight * (entropy * real).sum() / real.sum()
+        return terms
+
+    def loss(self, batch):
+        """The training objective: the sum of :meth:`loss_terms`."""
+        return sum(self.loss_terms(batch).values())
+
+    def _decoder(self, grid):
+        """:mod:`rnnkit.models.decoding`'s step over the grid (expanded to the rows)."""
+        return lambda previous, states: self.step(previous, states,
+                                                  grid.expand(previous.size(0), -1, -1))
 
     @torch.no_grad()
     def greedy(self, images, max_length=30):
         """Greedy decoding: token-id lists (without </s>) and the attention weights
         (N, T, L) of every generated word, </s> included (None without attention)."""
         grid, states = self.start(images)
-        previous = torch.full((images.size(0),), self.BOS, dtype=torch.long,
-                              device=images.device)
-        tokens, weights = [], []
-        finished = torch.zeros_like(previous, dtype=torch.bool)
-        for _ in range(max_length):
-            logits, states, step_weights = self.step(previous, states, grid)
-            previous = logits.argmax(-1)
-            tokens.append(previous)
-            if step_weights is not None:
-                weights.append(step_weights)
-            finished |= previous == self.EOS
-            if bool(finished.all()):
-                break
-        rows = torch.stack(tokens, 1).tolist()
-        result = [row[:row.index(self.EOS)] if self.EOS in row else row for row in rows]
-        return result, (torch.stack(weights, 1) if weights else None)
+        return greedy_decode(self._decoder(grid), states, images.size(0), self.BOS,
+                             self.EOS, max_length, images.device)
 
     @torch.no_grad()
     def beam_search(self, images, beam_size=5, max_length=30, length_penalty=1.0):
@@ -162,40 +167,16 @@ class Captioner(nn.Module):
         (T, L) tensors of each caption's words (</s> included), or None."""
         if beam_size < 1:
             raise ValueError(f"Captioner.beam_search: beam_size must be >= 1, got {beam_size}")
-        found = [self._beam_one(images[i:i + 1], beam_size, max_length, length_penalty)
-                 for i in range(images.size(0))]
+        found = []
+        for i in range(images.size(0)):
+            grid, states = self.start(images[i:i + 1])
+            found.append(beam_decode(self._decoder(grid), states, _select_rows, self.BOS,
+                                     self.EOS, beam_size, max_length, length_penalty,
+                                     images.device))
         tokens = [t for t, _ in found]
         return tokens, (None if self.attention is None else [w for _, w in found])
 
-    def _beam_one(self, image, beam_size, max_length, length_penalty):
-        grid, states = self.start(image)
-        hyps, rows = [[]], [[]]  # tokens and attention rows of each live hypothesis
-        scores = torch.zeros(1)
-        finished = []  # (normalised score, tokens, rows)
-        for _ in range(max_length):
-            previous = torch.tensor([h[-1] if h else self.BOS for h in hyps])
-            logits, states, weights = self.step(previous, states,
-                                                grid.expand(len(hyps), -1, -1))
-            total = (scores[:, None] + F.log_softmax(logits.float(), -1)).flatten()
-            top_scores, top_index = total.topk(min(beam_size, total.numel()))
-            keep, new_hyps, new_rows, new_scores = [], [], [], []
-            for score, index in zip(top_scores.tolist(), top_index.tolist()):
-                beam, token = divmod(index, logits.size(-1))
-                tokens = hyps[beam] + [token]
-                seen = rows[beam] + ([weights[beam]] if weights is not None else [])
-                if token == self.EOS:
-                    finished.append((score / len(tokens) ** length_penalty, tokens[:-1], seen))
-                else:
-                    keep.append(beam)
-                    new_hyps.append(tokens)
-                    new_rows.append(seen)
-                    new_scores.append(score)
-            if len(finished) >= beam_size or not new_hyps:
-                break
-            states = tuple(s.index_select(1, torch.tensor(keep)) for s in states)
-            hyps, rows, scores = new_hyps, new_rows, torch.tensor(new_scores)
-        if not finished:  # ran out of length: rank the live hypotheses the same way
-            finished = [(s / max(len(h), 1) ** length_penalty, h, r)
-                        for s, h, r in zip(scores.tolist(), hyps, rows)]
-        _, tokens, seen = max(finished, key=lambda item: item[0])
-        return tokens, (torch.stack(seen) if seen else None)
+
+def _select_rows(states, index):
+    """The hypotheses ``index`` of each (layers, beams, H) state tensor."""
+    return tuple(s.index_select(1, index) for s in states)

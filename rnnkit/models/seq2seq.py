@@ -25,6 +25,7 @@ from torch import nn
 
 from rnnkit.attention import SCORES, Attention, ReinforceBaseline
 from rnnkit.layers import make_layer
+from rnnkit.models.decoding import beam_decode, greedy_decode
 from rnnkit.models.encoder import RecurrentEncoder
 
 __all__ = ["Seq2Seq", "reverse_within_lengths"]
@@ -183,27 +184,31 @@ class Seq2Seq(nn.Module):
         return loss
 
     # -- decoding -------------------------------------------------------------------------
+    def _decoder(self, memory):
+        """:mod:`rnnkit.models.decoding`'s step: the state is ``(states, feed)``; the
+        encoder memory is expanded to the rows decoded."""
+        outputs, mask, summary = memory
+
+        def step(previous, state):
+            count = previous.size(0)
+            logits, states, feed, weights = self.step(
+                previous, *state, (outputs.expand(count, -1, -1), mask.expand(count, -1),
+                                   summary.expand(count, -1)))
+            return logits, (states, feed), weights
+        return step
+
+    @staticmethod
+    def _select_rows(state, index):
+        states, feed = state
+        return tuple(s.index_select(1, index) for s in states), feed.index_select(0, index)
+
     @torch.no_grad()
     def greedy(self, source, source_lengths, max_length=50):
         """Greedy decoding: a list of token-id lists (without </s>) and the attention
         weights (N, T, S) (None without attention)."""
         states, feed, memory = self._start(source, source_lengths)
-        batch = source.size(0)
-        previous = source.new_full((batch,), self.BOS)
-        tokens, weights = [], []
-        finished = torch.zeros(batch, dtype=torch.bool, device=source.device)
-        for _ in range(max_length):
-            logits, states, feed, step_weights = self.step(previous, states, feed, memory)
-            previous = logits.argmax(-1)
-            tokens.append(previous)
-            if step_weights is not None:
-                weights.append(step_weights)
-            finished |= previous == self.EOS
-            if bool(finished.all()):
-                break
-        tokens = torch.stack(tokens, 1).tolist()
-        result = [row[:row.index(self.EOS)] if self.EOS in row else row for row in tokens]
-        return result, (torch.stack(weights, 1) if weights else None)
+        return greedy_decode(self._decoder(memory), (states, feed), source.size(0),
+                             self.BOS, self.EOS, max_length, source.device)
 
     @torch.no_grad()
     def beam_search(self, source, source_lengths, beam_size=5, max_length=50,
@@ -215,41 +220,11 @@ class Seq2Seq(nn.Module):
         """
         if beam_size < 1:
             raise ValueError(f"Seq2Seq.beam_search: beam_size must be >= 1, got {beam_size}")
-        return [self._beam_one(source[i:i + 1], source_lengths[i:i + 1], beam_size,
-                               max_length, length_penalty) for i in range(source.size(0))]
-
-    def _beam_one(self, source, source_lengths, beam_size, max_length, length_penalty):
-        states, feed, (outputs, mask, summary) = self._start(source, source_lengths)
-        hyps = [[]]
-        scores = source.new_zeros(1, dtype=torch.float)
-        finished = []  # (normalised score, tokens)
-        for _ in range(max_length):
-            count = len(hyps)
-            memory = (outputs.expand(count, -1, -1), mask.expand(count, -1),
-                      summary.expand(count, -1))
-            previous = torch.tensor([h[-1] if h else self.BOS for h in hyps],
-                                    device=source.device)
-            logits, states, feed, _ = self.step(previous, states, feed, memory)
-            total = (scores[:, None] + F.log_softmax(logits.float(), -1)).flatten()
-            top_scores, top_index = total.topk(min(beam_size, total.numel()))
-            vocab = logits.size(-1)
-            keep_beams, new_hyps, new_scores = [], [], []
-            for score, index in zip(top_scores.tolist(), top_index.tolist()):
-                beam, token = divmod(index, vocab)
-                tokens = hyps[beam] + [token]
-                if token == self.EOS:
-                    finished.append((score / len(tokens) ** length_penalty, tokens[:-1]))
-                else:
-                    keep_beams.append(beam)
-                    new_hyps.append(tokens)
-                    new_scores.append(score)
-            if len(finished) >= beam_size or not new_hyps:
-                break
-            beams = torch.tensor(keep_beams, device=source.device)
-            states = tuple(s.index_select(1, beams) for s in states)
-            feed = feed.index_select(0, beams)
-            hyps, scores = new_hyps, torch.tensor(new_scores, device=source.device)
-        if not finished:  # ran out of length: rank the live hypotheses the same way
-            finished = [(s / max(len(h), 1) ** length_penalty, h)
-                        for s, h in zip(scores.tolist(), hyps)]
-        return max(finished, key=lambda item: item[0])[1]
+        found = []
+        for i in range(source.size(0)):
+            states, feed, memory = self._start(source[i:i + 1], source_lengths[i:i + 1])
+            tokens, _ = beam_decode(self._decoder(memory), (states, feed), self._select_rows,
+                                    self.BOS, self.EOS, beam_size, max_length,
+                                    length_penalty, source.device)
+            found.append(tokens)
+        return found

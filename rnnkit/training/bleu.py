@@ -68,7 +68,7 @@ def bleu_from_statistics(statistics, max_order=MAX_ORDER):
     counts, totals = values[:MAX_ORDER], values[MAX_ORDER:2 * MAX_ORDER]
     score = _bleu().compute_bleu(counts, totals, values[-2], values[-1],
                                  smooth_method="none", max_ngram_order=max_order)
-    return score.score / 100
+    return min(score.score / 100, 1.0)  # a perfect corpus comes out as 1 + 4e-16
 
 
 def corpus_bleu(hypotheses, references, max_order=MAX_ORDER):

@@ -7,6 +7,12 @@ training image once for captioning, with one of its reference captions drawn at 
 and every question once for VQA; the order and the draws are seeded by ``train.seed``,
 the epoch and the batch, so a resumed run sees the same batches. The best checkpoint has
 the highest validation exact match (captions) or accuracy (VQA).
+
+What is logged as ``loss`` is the caption cross-entropy per word (``ppl`` its
+exponential) or the answers' cross-entropy, never the whole training objective: the
+REINFORCE surrogate and entropy bonus of hard attention are there for their gradients
+only, and the doubly stochastic regulariser is logged in its own column
+(``attention_reg``, teacher-forced over the validation and test splits).
 """
 from __future__ import annotations
 
@@ -18,8 +24,29 @@ from rnnkit.data.images import collate_images
 from rnnkit.data.tasks import BOS, EOS, PAD
 from rnnkit.training.bleu import corpus_bleu_orders
 from rnnkit.training.task_trainer import TaskTrainer
+from rnnkit.training.trainer import NonFiniteLoss
 
-__all__ = ["ImageTrainer", "evaluate_captions", "evaluate_vqa", "decode_captions"]
+__all__ = ["ImageTrainer", "evaluate_captions", "evaluate_vqa", "decode_captions",
+           "loss_terms"]
+
+
+def loss_terms(model, batch):
+    """The terms of ``model``'s training objective (their sum), with the reported loss
+    as ``"cross_entropy"``: a captioner's :meth:`loss_terms`, a VQA model's loss."""
+    if hasattr(model, "loss_terms"):
+        return model.loss_terms(batch)
+    return {"cross_entropy": model.loss(batch)}
+
+
+class _TermsModule(torch.nn.Module):
+    """Routes :func:`loss_terms` through ``forward`` so DDP sees the call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return loss_terms(self.model, batch)
 
 
 def decode_captions(model, images, beam_size=1, max_length=30, length_penalty=1.0):
@@ -36,9 +63,11 @@ def decode_captions(model, images, beam_size=1, max_length=30, length_penalty=1.
 @torch.no_grad()
 def evaluate_captions(model, split, corpus, batch_size, *, beam_size=1, max_length=0,
                       length_penalty=1.0, world=None, bleu=False):
-    """Teacher-forced ``loss`` per word, ``exact_match`` (the fraction of images whose
-    caption equals one of its references), with ``bleu=True`` also BLEU-1..4, and ``n``
-    (images). With ``world`` each process scores its share of the images."""
+    """Teacher-forced ``loss`` (cross-entropy per word) and ``ppl``, ``exact_match``
+    (the fraction of images whose caption equals one of its references), the
+    regulariser's mean ``attention_reg`` when the model has one, with ``bleu=True`` also
+    BLEU-1..4, and ``n`` (images). With ``world`` each process scores its share of the
+    images."""
     was_training = model.training
     model.eval()
     vocab = corpus.vocab
@@ -46,7 +75,9 @@ def evaluate_captions(model, split, corpus, batch_size, *, beam_size=1, max_leng
     references = split.references()
     rank, size = (world.rank, world.world_size) if world is not None else (0, 1)
     mine = list(references)[rank::size]
-    totals = torch.zeros(4, dtype=torch.float64)  # loss*words, words, matches, images
+    # loss*words, words, matches, images, attention_reg*captions, captions
+    totals = torch.zeros(6, dtype=torch.float64)
+    regularised = False
     hypotheses, refs = [], []
     for start in range(0, len(mine), batch_size):
         chosen = mine[start:start + batch_size]
@@ -54,8 +85,13 @@ def evaluate_captions(model, split, corpus, batch_size, *, beam_size=1, max_leng
         items = [item for item in split.items if item.image in wanted]
         batch = collate_images(split, items, corpus)
         words = int(batch["target_lengths"].sum() - len(items))
-        totals[0] += model.loss(batch).item() * words
+        terms = loss_terms(model, batch)
+        totals[0] += terms["cross_entropy"].item() * words
         totals[1] += words
+        if "attention_reg" in terms:
+            regularised = True
+            totals[4] += terms["attention_reg"].item() * len(items)
+            totals[5] += len(items)
         firsts = {}
         for k, item in enumerate(items):
             firsts.setdefault(item.image, k)
@@ -71,8 +107,11 @@ def evaluate_captions(model, split, corpus, batch_size, *, beam_size=1, max_leng
     if world is not None:
         world.all_reduce_sum(totals)
     model.train(was_training)
-    metrics = {"loss": float(totals[0] / max(totals[1], 1)),
+    loss = float(totals[0] / max(totals[1], 1))
+    metrics = {"loss": loss, "ppl": math.exp(min(loss, 700.0)),
                "exact_match": float(totals[2] / max(totals[3], 1))}
+    if regularised:
+        metrics["attention_reg"] = float(totals[4] / max(totals[5], 1))
     if bleu:
         metrics.update(corpus_bleu_orders(hypotheses, refs))
     metrics["n"] = int(totals[3])
@@ -106,6 +145,31 @@ def evaluate_vqa(model, split, corpus, batch_size, world=None):
 class ImageTrainer(TaskTrainer):
     """The :class:`TaskTrainer` for :class:`~rnnkit.models.captioner.Captioner` and
     :class:`~rnnkit.models.vqa.VQAModel` on an :class:`~rnnkit.data.images.ImageCorpus`."""
+
+    def _wrap_network(self, model):
+        if self.world.distributed:
+            return torch.nn.parallel.DistributedDataParallel(_TermsModule(model))
+        return model
+
+    def compute_gradients(self, batch):
+        """Forward and backward of the training objective, the sum of :func:`loss_terms`
+        (averaged over processes by DDP); returns the cross-entropy alone."""
+        self.network.train()
+        terms = self.network(batch) if self.world.distributed else loss_terms(self.model,
+                                                                              batch)
+        objective = sum(terms.values())
+        value = self._mean_over_world(terms["cross_entropy"].item())
+        for name, number in (("loss", value), ("training objective", objective.item())):
+            if not math.isfinite(number):
+                raise NonFiniteLoss(self._non_finite_message(f"{name} is {number}"))
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        return value
+
+    def train_metrics(self, loss):
+        if self.corpus.task == "caption":
+            return {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+        return {"loss": loss}
 
     def _setup_data(self, corpus):
         """Training units (images with their captions, or questions) and steps per epoch."""

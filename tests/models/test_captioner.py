@@ -162,3 +162,26 @@ def test_vqa_attention_hops_and_unknown_answers():
     assert torch.allclose(model.loss(b), expected, atol=1e-6)
     plain = VQAModel(V, 5, embed_size=8, hidden_size=16, cnn_width=4, attention=None)
     assert plain(images, source, lengths)[1] is None
+
+
+def test_hard_attention_terms_keep_the_cross_entropy_apart():
+    torch.manual_seed(0)
+    model = Captioner(V, embed_size=8, hidden_size=16, cnn_width=4, hard_attention=True)
+    b = batch()
+    torch.manual_seed(5)  # the same sampled locations in both forward passes
+    terms = model.loss_terms(b)
+    assert set(terms) == {"cross_entropy", "reinforce", "entropy_bonus"}
+    torch.manual_seed(5)
+    logits, weights, log_probs = model(b["images"], b["target"][:, :-1])
+    gold = b["target"][:, 1:]
+    # the reported loss is the captions' cross-entropy and nothing else
+    assert torch.allclose(terms["cross_entropy"],
+                          F.cross_entropy(logits[gold != 0], gold[gold != 0]), atol=1e-6)
+    entropy = -(weights * weights.log()).sum(-1)[gold != 0].mean()
+    assert torch.allclose(terms["entropy_bonus"], -0.01 * entropy, atol=1e-6)
+    torch.manual_seed(5)
+    assert torch.allclose(model.loss(b), sum(terms.values()), atol=1e-6)
+    model.eval()  # no sampling: the surrogate and the bonus are training terms
+    assert set(model.loss_terms(b)) == {"cross_entropy"}
+    model.attention_reg = 0.5
+    assert set(model.loss_terms(b)) == {"cross_entropy", "attention_reg"}

@@ -5,7 +5,10 @@ exact resume, signals, time limits, progress, metrics log, data parallel -- and 
 only what differs: the data are shuffled batches of examples instead of a token stream
 (the order of epoch e is a permutation seeded by ``train.seed`` and e, so a resumed run
 sees the same batches), the loss is ``model.loss(batch)``, and the best checkpoint is the
-one with the highest accuracy (exact match for seq2seq).
+one with the highest accuracy (exact match for seq2seq). For classifiers,
+``optim.layer_lr_decay`` and ``task.gradual_unfreezing`` act on the model's
+``layer_groups()`` (ULMFiT, :mod:`rnnkit.training.transfer`): each group's rate is
+scaled in its optimizer group, and epoch e trains the top e groups.
 
 The model contract: ``loss(batch)`` (a batch of :func:`rnnkit.data.tasks.collate`), and
 for evaluation ``predict(batch)`` (classify, tag) or ``greedy`` / ``beam_search``

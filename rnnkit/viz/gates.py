@@ -223,7 +223,8 @@ function show() {
   let unit = Math.max(0, Math.min(layer.length - 1, +unitBox.value || 0));
   unitBox.value = unit; unitBox.max = layer.length - 1;
   const values = layer[unit];
-  const scale = Math.max(1e-9, ...values.map(Math.abs));
+  // a loop, not Math.max(...values): spreading ~125k arguments overflows the stack
+  const scale = values.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-9);
   spans.forEach((s, t) => { s.style.background = colour(values[t] / scale);
     s.title = `t=${t} value ${values[t]}`; });
   document.getElementById("info").textContent =

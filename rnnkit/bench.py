@@ -13,6 +13,9 @@ process (``ru_maxrss`` after the step minus before it).
 Timings on a shared machine are noisy: the kernels are interleaved, each repeat times a
 batch of calls lasting about 50 ms (5 ms for a decoding step), and each entry is the
 median of several repeats; ``torch.get_num_threads()`` threads everywhere.
+
+``rnnkit bench lm`` (``python -m rnnkit.bench lm``) times a whole word-LM training step
+against plain torch.nn instead: :mod:`rnnkit.bench_lm`.
 """
 from __future__ import annotations
 
@@ -342,6 +345,12 @@ def bench_memory(cells, shapes, log=print):
 
 
 def add_arguments(parser: argparse.ArgumentParser):
+    from rnnkit.bench_lm import add_lm_arguments
+
+    parser.add_argument("mode", nargs="?", default="kernels", choices=("kernels", "lm"),
+                        help="kernels (default): the cells' kernels against torch.nn; lm: a "
+                             "whole word-LM training step against plain torch.nn "
+                             "(rnnkit.bench_lm)")
     parser.add_argument("--quick", action="store_true",
                         help="a subset (one small shape, four cells) in under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -351,6 +360,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--no-memory", action="store_true", help="skip the memory rows")
     parser.add_argument("--threads", type=int,
                         help="torch.set_num_threads (default or 0: torch's)")
+    add_lm_arguments(parser)
 
 
 def run(args) -> int:
@@ -368,6 +378,9 @@ def run(args) -> int:
         check_output_file(args.json, "--json")  # before the minutes of work, not after
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.mode == "lm":
+        from rnnkit.bench_lm import run_lm
+        return run_lm(args)
     reason = cpu.unavailable_reason()
     if reason is not None:
         print(f"rnnkit bench: fused CPU kernel unavailable ({reason})", file=sys.stderr)

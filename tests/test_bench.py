@@ -76,3 +76,47 @@ def test_bench_rejects_an_unknown_cell(capsys):
     assert bench.main(["--cells", "lstm,nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown cells ['nope']" in err and "lstm-layernorm" in err
+
+
+TINY_LM = {"num_layers": 1, "hidden_size": 8, "bptt": 3, "batch_size": 2, "vocab_size": 40,
+           "dropout": 0.0}
+
+
+def test_bench_lm_same_model_on_both_sides_and_the_rows_shape():
+    from rnnkit import bench_lm
+    lines = []
+    rows = bench_lm.bench_lm({"tiny": TINY_LM}, ["full", "sampled", "adaptive"], repeats=1,
+                             num_samples=5, min_time=0.001, log=lines.append)
+    assert [(r["config"], r["softmax"]) for r in rows] == [
+        ("tiny", "full"), ("tiny", "sampled"), ("tiny", "adaptive")]
+    for row in rows:
+        assert row["tokens_per_step"] == 6
+        assert set(row) >= {"rnnkit", "torch", "ratio_min", "ratio_median"}
+        assert set(row["rnnkit"]) == set(row["torch"]) == {
+            "min_ms", "median_ms", "tokens_per_s", "first_loss"}
+    # the same weights and batch give the same first loss with the same output layer
+    for row in rows[0], rows[2]:
+        assert abs(row["rnnkit"]["first_loss"] - row["torch"]["first_loss"]) < 1e-5
+    assert len(lines) == 3 and all(line.startswith("| tiny |") for line in lines)
+
+
+def test_bench_lm_command_prints_a_table_and_a_last_line_json(monkeypatch, capsys):
+    import json
+
+    import torch
+
+    from rnnkit import bench_lm
+    monkeypatch.setitem(bench_lm.LM_CONFIGS, "tiny", TINY_LM)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["lm", "--lm-configs", "tiny", "--softmax", "full,adaptive",
+                           "--repeats", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-3].startswith("| tiny | full |") and out[-2].startswith("| tiny | adaptive |")
+    result = json.loads(out[-1])
+    assert result["bench"] == "lm" and result["threads"] == 1 and len(result["rows"]) == 2
+    assert bench.main(["lm", "--softmax", "hierarchical"]) == 2
+    assert "--softmax must be a comma-separated subset of full, sampled, adaptive" in \
+        capsys.readouterr().err

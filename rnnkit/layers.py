@@ -194,6 +194,7 @@ class RNNBase(nn.Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell family."""
 
     family = "rnn"
+    window = 1  # inputs per step the cell sees: x_t, or [x_{t-1}; x_t] (QRNN window 2)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, activation=None,
@@ -236,7 +237,8 @@ class RNNBase(nn.Module):
         factory = {"device": device, "dtype": dtype}
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else output_size * directions
-            spec = _make_spec(owner, self.family, layer_input, hidden_size, bias, **options)
+            spec = _make_spec(owner, self.family, layer_input * self.window, hidden_size, bias,
+                              **options)
             self._specs.append(spec)
             for direction in range(directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
@@ -272,6 +274,15 @@ class RNNBase(nn.Module):
         torch.nn's shapes: output (L, N, D*H_out), h_n (D*num_layers, N, H_out),
         c_n (D*num_layers, N, H_cell).
         """
+        x, lengths, packed, batched = self._sequence_input(input)
+        state0 = self._initial_state(hx, x, batched)
+        output, state, _ = self._run_layers(x, state0, lengths)
+        output, state = self._shaped_result(output, state, packed, batched)
+        return output, _exposed(self.family, state)
+
+    def _sequence_input(self, input):
+        """``(x (T, N, H_in) time-major, lengths or None, the PackedSequence or None,
+        batched)`` from what forward was given, validated."""
         owner = type(self).__name__
         lengths = None
         if isinstance(input, PackedSequence):
@@ -292,8 +303,10 @@ class RNNBase(nn.Module):
         if x.size(0) == 0:
             raise RuntimeError(f"{owner}: expected sequence length to be larger than 0, got "
                                f"input of shape {tuple(input.shape)}")
-        state0 = self._initial_state(hx, x, batched)
-        output, state = self._run_layers(x, state0, lengths)
+        return x, lengths, packed, batched
+
+    def _shaped_result(self, output, state, packed, batched):
+        """The (T, N, *) output and the states in the layout of the input."""
         if packed is not None:
             output = _repack(output, packed)
         elif not batched:
@@ -301,7 +314,7 @@ class RNNBase(nn.Module):
             state = tuple(s.squeeze(1) for s in state)
         elif self.batch_first:
             output = output.transpose(0, 1)
-        return output, _exposed(self.family, state)
+        return output, state
 
     def _initial_state(self, hx, x, batched):
         """hx validated and brought to (D*num_layers, N, S) per state tensor; zeros if None."""
@@ -314,23 +327,34 @@ class RNNBase(nn.Module):
         states = _parse_hx(owner, self.family, hx, shapes, x)
         return states if batched else tuple(s.unsqueeze(1) for s in states)
 
-    def _run_layers(self, x, state0, lengths):
-        """Every layer and direction through ``dispatch.run``; dropout between layers."""
+    def _run_layers(self, x, state0, lengths, carried=None):
+        """Every layer and direction through ``dispatch.run``; dropout between layers.
+
+        Returns ``(output, final states, last inputs)``: with a window of 2 the cell sees
+        [x_{t-1}; x_t] (see :func:`_windowed`), ``carried`` holds each layer's input from
+        before the first step (None: zeros) and the last inputs are each layer's input at
+        its last step, for the next chunk; with window 1 they are None."""
         layer_input = x
-        finals = []
+        finals, last_inputs = [], None if self.window == 1 else []
         for layer in range(self.num_layers):
             spec = self._specs[layer]
             outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
                 batch = x.size(1)
+                cell_input = layer_input
+                if self.window > 1:
+                    before = None if carried is None or direction else carried[layer]
+                    cell_input = _windowed(layer_input, before, direction == 1, lengths)
                 out, state = self._run_direction(
-                    spec, layer_input, tuple(s[index] for s in state0),
+                    spec, cell_input, tuple(s[index] for s in state0),
                     self._cell_params(index), reverse=direction == 1, lengths=lengths,
                     h_mask=self._recurrent_mask(batch, layer_input),
                     zoneout=self._zoneout(spec, layer_input))
                 outputs.append(out)
                 finals.append(state)
+            if last_inputs is not None:
+                last_inputs.append(_last_steps(layer_input, lengths))
             layer_output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
             if self.residual and layer_output.size(-1) == layer_input.size(-1):
                 layer_output = layer_output + layer_input  # a skip connection around the layer
@@ -338,7 +362,7 @@ class RNNBase(nn.Module):
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         final_state = tuple(torch.stack(parts) for parts in zip(*finals))
-        return layer_input, final_state
+        return layer_input, final_state, last_inputs
 
     def _run_direction(self, spec, x, state0, params, **sequence):
         """One layer and direction: ``dispatch.run``, or with ``checkpoint_steps`` = K and a
@@ -441,6 +465,31 @@ def _checkpointed_run(spec, x, state0, params, steps, *, reverse, lengths, h_mas
         outputs[index] = out
         state = tuple(state)
     return torch.cat(outputs), state
+
+
+def _windowed(x, before, reverse, lengths):
+    """[x_prev; x_t] for every step t of a (T, N, W) layer input: x_prev is the input one
+    step earlier in the direction of processing (x_{t-1}, or x_{t+1} in reverse), the
+    older one first. Before the first step it is ``before`` (N, W) or zeros; in reverse,
+    past each sequence's last valid step (``lengths``), zeros."""
+    if not reverse:
+        first = x.new_zeros(1, *x.shape[1:]) if before is None else before.unsqueeze(0)
+        previous = torch.cat([first, x[:-1]], dim=0)
+    else:
+        previous = torch.cat([x[1:], x.new_zeros(1, *x.shape[1:])], dim=0)
+        if lengths is not None:  # x_{t+1} is padding at t = length - 1
+            steps = torch.arange(x.size(0), device=x.device).unsqueeze(1)
+            valid = steps + 1 < lengths.to(x.device).unsqueeze(0)  # (T, N)
+            previous = previous.masked_fill(~valid.unsqueeze(-1), 0)
+    return torch.cat([previous, x], dim=-1)
+
+
+def _last_steps(x, lengths):
+    """x at each sequence's last valid step: (N, W) from (T, N, W)."""
+    if lengths is None:
+        return x[-1]
+    index = (lengths.to(x.device) - 1).view(1, -1, 1).expand(1, x.size(1), x.size(2))
+    return x.gather(0, index).squeeze(0)
 
 
 def _repack(output, packed):
@@ -728,8 +777,85 @@ def _simple_layer(name, family, equations, state_note):
 
 
 SRU = _simple_layer("SRU", "sru", "Lei et al. 2018", " where h_n is the final cell state c")
-QRNN = _simple_layer("QRNN", "qrnn", "Bradbury et al. 2016, fo-pooling, window 1",
-                     " where h_n is the final cell state c")
+
+
+class QRNN(RNNBase):
+    r"""Multi-layer QRNN with fo-pooling (Bradbury et al. 2016; equations in
+    :mod:`rnnkit.cells.qrnn`), with a window of k = 1 or 2 inputs per step:
+    [z_t | f_t | o_t] = W [x_{t-k+1}; ...; x_t] + b, c_t = f_t ⊙ c_{t-1} + (1 - f_t) ⊙ z_t,
+    h_t = o_t ⊙ c_t.
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as
+            torch.nn.GRU. zoneout, weight_drop: see :mod:`rnnkit.layers`.
+        window: k, the inputs each step sees (a convolution of width k over time).
+            ``weight_ih_l{l}`` is (3H, k * H_in) with the oldest input's columns first.
+            Default: 1.
+
+    Returns ``(output, h_n)`` where h_n is the final cell state c. With ``window=2`` the
+    first step's x_{t-1} is zeros, or the previous chunk's last input when carried: then
+    ``h_n`` is the tuple ``(c_n, x_last_0, ..., x_last_{L-1})`` with each layer's input at
+    its last step ((N, H_in of that layer); with a PackedSequence, each sequence's last
+    valid step), and ``hx`` may be either c_0 alone or such a tuple, so truncated BPTT
+    carries it like any state. In the reverse direction (``bidirectional``) the step
+    before t is t + 1 and nothing is carried (it lies in the next chunk).
+
+    Example::
+
+        >>> layer = rnnkit.QRNN(10, 20, num_layers=2, window=2)
+        >>> output, state = layer(torch.randn(35, 3, 10))      # state: (c_n, x_0, x_1)
+        >>> output, state = layer(torch.randn(35, 3, 10), state)  # the next chunk
+    """
+
+    family = "qrnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, window=1, **options):
+        if isinstance(window, bool) or window not in (1, 2):
+            raise ValueError(f"QRNN: window must be 1 or 2, got {window!r}")
+        self.window = int(window)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, **options)
+
+    def forward(self, input, hx=None):
+        if self.window == 1:
+            return super().forward(input, hx)
+        x, lengths, packed, batched = self._sequence_input(input)
+        c0, carried = self._split_hx(hx, x, batched)
+        state0 = self._initial_state(c0, x, batched)
+        output, state, last = self._run_layers(x, state0, lengths, carried)
+        output, state = self._shaped_result(output, state, packed, batched)
+        if not batched:
+            last = [x_last.squeeze(0) for x_last in last]
+        return output, (_exposed(self.family, state), *last)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text + (f", window={self.window}" if self.window != 1 else "")
+
+    def _layer_input_size(self, layer):
+        return self.input_size if layer == 0 else self.output_size * self.num_directions
+
+    def _split_hx(self, hx, x, batched):
+        """``(c_0 or None, carried inputs (N, W) per layer or None)`` from hx."""
+        if hx is None or torch.is_tensor(hx):
+            return hx, None
+        owner = type(self).__name__
+        if not isinstance(hx, (tuple, list)) or len(hx) != 1 + self.num_layers:
+            names = ", ".join(["c_0"] + [f"x_{layer}" for layer in range(self.num_layers)])
+            raise TypeError(f"{owner}: with window=2, hx must be c_0 or a tuple ({names}) as "
+                            f"returned for the previous chunk, got "
+                            f"{type(hx).__name__}" + (f" of length {len(hx)}" if
+                                                      isinstance(hx, (tuple, list)) else ""))
+        carried = []
+        for layer, value in enumerate(hx[1:]):
+            width = self._layer_input_size(layer)
+            shape = (x.size(1), width) if batched else (width,)
+            _check_state(owner, f"hx[{layer + 1}] (the layer {layer} input before the first "
+                         f"step)", value, shape, x)
+            carried.append(value if batched else value.unsqueeze(0))
+        return hx[0], carried
+
 MinGRU = _simple_layer("MinGRU", "mingru", "Feng et al. 2024", "")
 MinLSTM = _simple_layer("MinLSTM", "minlstm", "Feng et al. 2024", "")
 

@@ -1,6 +1,5 @@
 r"""The QRNN cell with fo-pooling (Bradbury et al. 2016, "Quasi-Recurrent Neural
-Networks"), window k = 1: the gates depend on the input only, the pooling over time is
-element-wise.
+Networks"): the gates depend on the input only, the pooling over time is element-wise.
 
 .. math::
     [a_z | a_f | a_o] = W x_t + b, \quad z_t = \tanh(a_z), \quad f_t = σ(a_f), \quad
@@ -10,7 +9,9 @@ element-wise.
 
 Parameters: ``weight_ih`` (3H, H_in) rows [W_z | W_f | W_o], ``bias_ih`` (3H,). The
 carried state is (h, c): the layer takes and returns c (``h_n`` is the final c), h is the
-output. (The paper's window k = 2, a convolution over x_{t-1} and x_t, is not built.)
+output. The paper's window k = 2, a convolution of width 2 over time, is the same cell on
+the input [x_{t-1}; x_t] (``rnnkit.QRNN(window=2)`` builds it, and carries x_{t-1} across
+chunks): ``weight_ih`` is then (3H, 2 H_in), the older input's columns first.
 
 Backward (one step), with d_h at h_t and d_c from step t+1:
 

@@ -53,8 +53,7 @@ COMMANDS = [
     "rnnkit plot gradients --cell rnn --init-scale 5 --out docs/figures/gradients-exploding.png",
     "rnnkit plot clipping --out docs/figures/clipping.png",
     # lstm.md
-    "rnnkit plot gradients --cell lstm --forget-bias 1 --out docs/figures/lstm-forget-bias-1.png",
-    "rnnkit plot gradients --cell lstm --forget-bias 3 --out docs/figures/lstm-forget-bias-3.png",
+    "rnnkit plot gradients --cell lstm --forget-bias 0,1,2,3 --out docs/figures/lstm-forget-bias.png",
     "rnnkit train --preset char-shakespeare --cell=lstm --hidden_size=128 --embed_size=32 "
     "--num_layers=1 --epochs=3 --threads=1 --max-minutes 2 --out runs/docs/shakespeare",
     f"rnnkit plot gates runs/docs/shakespeare --text-file {SHAKESPEARE} --max-chars 240 "

@@ -144,7 +144,7 @@ def gradient_norms(cell, *, length=100, hidden_size=64, input_size=16, batch_siz
     readout = torch.randn(hidden_size, generator=generator, dtype=torch.float64)
     norms = per_step_state_gradient_norms(module, inputs, readout / math.sqrt(hidden_size))
     label = cell + (f" ({activation})" if cell == "rnn" and activation != "tanh" else "")
-    label += f", forget bias {forget_bias:g}" if cell == "lstm" and forget_bias else ""
+    label += f", forget bias {forget_bias:g}" if cell == "lstm" else ""
     label += f", W_hh x {init_scale:g}" if init_scale != 1 else ""
     return _result(label, cell, module, norms, length=length, hidden_size=hidden_size,
                    activation=activation if cell == "rnn" else None,

@@ -258,7 +258,8 @@ def _report(out, model, corpus, config, summary):
     if summary["completed"]:
         text = _sample_text(model, corpus.vocab, None, config.train.sample_length, 0.8, 0,
                             1.0, torch.Generator().manual_seed(config.train.seed))
-        (out / "sample.txt").write_text(text + "\n")
+        from rnnkit.training.rundir import write_text_atomic
+        write_text_atomic(out / "sample.txt", text + "\n")  # a crash leaves the old one
         print(text)
         print(f"\nrnnkit train: done in {summary['elapsed_s']:.0f} s; test "
               + " ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()), file=sys.stderr)

@@ -102,6 +102,8 @@ class TrainConfig:
     seed: int = 1234
     threads: int = 0           # torch intra-op threads per process; 0 = torch's default
     max_minutes: float = 0.0   # stop (with a checkpoint) after this long; 0 = no limit
+    budget_clock: str = "wall"  # max_minutes counts "wall" time or this process's "cpu"
+                               # time (equal budgets for runs on a shared machine)
     log_every: int = 50        # steps between metric rows
     checkpoint_every: int = 1000  # steps between mid-epoch checkpoints; 0 = epoch ends
     checkpoint_minutes: float = 5.0  # also one after this many minutes; 0 = steps only
@@ -150,6 +152,8 @@ class TaskConfig:
     entropy_weight: float = 0.01  # caption: hard attention's entropy bonus
     hops: int = 2              # vqa: attention steps over the image
     scenes: int = 3000         # caption / vqa without --data: built-in training scenes
+    references: str = "random"  # caption: the training caption of an image each epoch:
+                               # "random" (any of its references) | "first" (its first)
 
 
 @dataclass
@@ -171,6 +175,7 @@ class Config:
                 ("constant", "step", "plateau", "cosine", "slanted"))
         _choice("train.loss_reduction", self.train.loss_reduction, ("mean", "sum_over_time"))
         _choice("train.progress", self.train.progress, ("auto", "bar", "log", "off"))
+        _choice("train.budget_clock", self.train.budget_clock, ("wall", "cpu"))
         _choice("task.task", self.task.task,
                 ("lm", "classify", "tag", "seq2seq", "forecast", "adding", "copy",
                  "caption", "vqa"))
@@ -182,6 +187,7 @@ class Config:
         _choice("task.strategy", self.task.strategy, ("direct", "seq2seq"))
         _choice("task.forecast_loss", self.task.forecast_loss, ("mse", "mae"))
         _choice("task.fill", self.task.fill, ("", "interpolate"))
+        _choice("task.references", self.task.references, ("random", "first"))
         for key in ("model.embed_size", "model.hidden_size", "model.num_layers",
                     "train.epochs", "train.batch_size", "train.bptt",
                     "train.eval_batch_size", "train.log_every", "task.beam_size",

@@ -179,6 +179,7 @@ class Trainer:
         a summary dict (``"completed"``, ``"stop_reason"``, best valid, test)."""
         t = self.config.train
         self.run_start = self._last_checkpoint = time.monotonic()
+        self.run_start_cpu = time.process_time()
         previous = self._install_signal_handlers()
         if self.world.is_main and self.out_dir:
             self.log = MetricsLog(self.out_dir, t.tensorboard, resume_step=self.step_count)
@@ -425,7 +426,11 @@ class Trainer:
 
     def _should_stop(self):
         limit = self.config.train.max_minutes * 60
-        timed_out = limit > 0 and time.monotonic() - self.run_start >= limit
+        if self.config.train.budget_clock == "cpu":  # CPU seconds of this process
+            spent = time.process_time() - self.run_start_cpu
+        else:
+            spent = time.monotonic() - self.run_start
+        timed_out = limit > 0 and spent >= limit
         if self.world.any(self._signal is not None or timed_out):
             self.stop_reason = self._signal or "time limit"
             if self._signal is None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rnnkit.training.checkpoint import CheckpointError, CheckpointManager
+from rnnkit.training.config import ConfigError
 from rnnkit.training.trainer import NonFiniteLoss, Trainer, detach_state
 
 from training_helpers import tiny_trainer
@@ -198,6 +199,9 @@ class FakeClock:
     def monotonic(self):
         return self.now
 
+    def process_time(self):
+        return self.now
+
 
 def test_checkpoints_by_wall_time_whichever_interval_comes_first(tmp_path, monkeypatch):
     import rnnkit.training.trainer as trainer_module
@@ -247,3 +251,26 @@ def test_a_run_killed_after_its_test_row_logs_it_once_on_resume(tmp_path):
     with open(tmp_path / "metrics.csv", newline="") as f:
         assert [(r["step"], r["split"]) for r in csv.DictReader(f)] == [
             ("10", "train"), ("10", "valid")]
+
+
+def test_cpu_budget_clock_counts_process_time_not_wall_time(tmp_path, monkeypatch):
+    """budget_clock = "cpu": max_minutes counts this process's CPU time, so runs that
+    share a machine get equal budgets (the wall clock of this quick run is far from it)."""
+    import rnnkit.training.trainer as trainer_module
+
+    calls = []
+
+    def process_time():  # one CPU second per call
+        calls.append(None)
+        return float(len(calls))
+
+    monkeypatch.setattr(trainer_module.time, "process_time", process_time)
+    trainer = tiny_trainer(tmp_path, out=None, **{"train.epochs": "5",
+                                                  "train.max_minutes": str(3 / 60),
+                                                  "train.budget_clock": "cpu"})
+    summary = trainer.fit()
+    assert summary["stop_reason"] == "time limit"
+    # read once at the start, then once per step: the third step's check is 3 s later
+    assert trainer.step_count == 3
+    with pytest.raises(ConfigError, match="train.budget_clock"):
+        tiny_trainer(tmp_path, out=None, **{"train.budget_clock": "sundial"})

@@ -203,8 +203,12 @@ def fit_run(trainer, latest, data_text):
         write_text_atomic(out / "config.json", json.dumps(to_dict(config), indent=1) + "\n")
     params = sum(p.numel() for p in model.parameters())
     arch = config.model.cell if config.model.arch == "rnn" else config.model.arch
+    shape = f"{config.model.num_layers}x{config.model.hidden_size}"
+    stack = getattr(getattr(model, "rnn", None), "layers", None)  # AWD's sizes per layer
+    if config.model.arch == "rnn" and stack is not None:
+        shape = "/".join(str(layer.hidden_size) for layer in stack)
     say(f"rnnkit train: {trainer.model_meta['kind']} {arch} "
-        f"{config.model.num_layers}x{config.model.hidden_size}, {params:,} parameters, "
+        f"{shape}, {params:,} parameters, "
         f"vocab {len(trainer.vocab)}; {data_text}; {world.world_size} process(es); out {out}"
         + (f"; resuming from {latest.name} (epoch {trainer.epoch}, step "
            f"{trainer.step_count}) in {str(latest.parent)!r}" if latest is not None else ""),

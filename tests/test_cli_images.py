@@ -1,11 +1,16 @@
 """``rnnkit train --task caption|vqa``, ``eval`` and ``predict`` on a folder of images,
-and bad input as one line, exit 2."""
+bad input as one line, exit 2, and kill -9 then ``--resume`` of a caption run."""
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from rnnkit.cli import main
+from rnnkit.training.checkpoint import CheckpointManager, load_checkpoint
 from tests.test_cli_safety import one_line_error, snapshot
 
 TINY = ["--embed_size=8", "--hidden_size=16", "--cnn_width=4", "--image_size=16",
@@ -109,3 +114,62 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem, fragments):
                  str(tmp_path / "out"), *TINY]) == 2
     one_line_error(capsys, "train", *fragments)
     assert snapshot(tmp_path) == before
+
+
+# A caption run in a child process that kills itself (SIGKILL) right after training step
+# `at_step`: no clean-up of any kind runs, as with kill -9 from outside.
+KILL_AT_STEP = """
+import os, signal, sys
+from rnnkit.cli import main
+from rnnkit.training.checkpoint import CheckpointManager, load_checkpoint
+from rnnkit.training.task_trainer import TaskTrainer
+
+at_step = int(sys.argv[1])
+step = TaskTrainer.step
+
+
+def step_then_kill(self, *batch):
+    loss = step(self, *batch)
+    if self.step_count + 1 == at_step:  # step_count counts the steps before this one
+        os.kill(os.getpid(), signal.SIGKILL)
+    return loss
+
+
+TaskTrainer.step = step_then_kill
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_caption_kill_9_then_resume_gives_the_uninterrupted_run(tmp_path, scenes):
+    """Hard attention samples its locations from the global RNG, so the resumed run
+    matches only if the RNG, the REINFORCE baseline, the optimizer and the data position
+    all come back from the checkpoint."""
+    args = ["train", "--task", "caption", "--data", str(scenes), "--attention", "hard",
+            *TINY[:-1], "--epochs=3", "--log_every=1", "--checkpoint_every=2"]
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0  # 3 steps per epoch
+    out = tmp_path / "killed"
+    command = [sys.executable, "-c", KILL_AT_STEP, "6", *args, "--out", str(out)]
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert CheckpointManager(out / "checkpoints").steps() == [2, 3, 4]  # epoch ends too
+    resumed = subprocess.run([sys.executable, "-m", "rnnkit.cli", *args, "--out", str(out),
+                              "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from step-00000004" in resumed.stderr
+
+    def rows(run):  # every training and validation figure, to the last digit
+        return [line for line in (run / "metrics.csv").read_text().splitlines()
+                if ",train," in line or ",valid," in line or ",test," in line]
+
+    def strip_times(lines):  # elapsed_s and tokens_per_s are wall-clock
+        header = (tmp_path / "ref" / "metrics.csv").read_text().splitlines()[0].split(",")
+        drop = {header.index("elapsed_s"), header.index("tokens_per_s")}
+        return [[v for i, v in enumerate(line.split(",")) if i not in drop] for line in lines]
+
+    assert strip_times(rows(out)) == strip_times(rows(tmp_path / "ref"))
+    assert len([r for r in rows(out) if ",train," in r]) == 9
+    final = {run: load_checkpoint(CheckpointManager(run / "checkpoints").latest())[0]
+             for run in (out, tmp_path / "ref")}
+    for name, tensor in final[out].items():
+        if name.startswith("model."):
+            assert torch.equal(tensor, final[tmp_path / "ref"][name]), name

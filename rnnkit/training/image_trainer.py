@@ -3,10 +3,13 @@
 :class:`ImageTrainer` is a :class:`~rnnkit.training.task_trainer.TaskTrainer` (the same
 checkpoints, exact resume, signals, time limits, metrics log and data parallel) whose
 batches come from an :class:`~rnnkit.data.images.ImageCorpus`. An epoch visits every
-training image once for captioning, with one of its reference captions drawn at random,
-and every question once for VQA; the order and the draws are seeded by ``train.seed``,
-the epoch and the batch, so a resumed run sees the same batches. The best checkpoint has
-the highest validation exact match (captions) or accuracy (VQA).
+training image once for captioning, with one of its reference captions drawn at random
+(or always its first one, ``task.references = "first"``: one reading per image where the
+references are readings of one another, as the built-in scenes' left-to-right and
+right-to-left captions), and every question once for VQA; the order and the draws are
+seeded by ``train.seed``, the epoch and the batch, so a resumed run sees the same
+batches. The best checkpoint has the highest validation exact match (captions) or
+accuracy (VQA).
 
 What is logged as ``loss`` is the caption cross-entropy per word (``ppl`` its
 exponential) or the answers' cross-entropy, never the whole training objective: the
@@ -178,7 +181,8 @@ class ImageTrainer(TaskTrainer):
             by_image = {}
             for index, item in enumerate(corpus.train.items):
                 by_image.setdefault(item.image, []).append(index)
-            self.units = [by_image[i] for i in groups]
+            first = self.config.task.references == "first"
+            self.units = [by_image[i][:1] if first else by_image[i] for i in groups]
         else:
             self.units = [[i] for i in range(len(corpus.train.items))]
         self.steps_per_epoch = math.ceil(len(self.units) / self.config.train.batch_size)

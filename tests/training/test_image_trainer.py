@@ -68,3 +68,13 @@ def test_the_regulariser_is_reported_apart_from_the_loss(corpus):
                                    rel=1e-6)
     plain = trainer_for(corpus)
     assert "attention_reg" not in evaluate_captions(plain.model, corpus.valid, corpus, 100)
+
+
+def test_references_first_trains_on_one_reading_per_image(corpus):
+    groups = corpus.train.references()
+    assert any(len(refs) == 2 for refs in groups.values())  # scenes of 2-3 shapes
+    for choice in ("random", "first"):
+        trainer = trainer_for(corpus, references=choice)
+        captions = [[corpus.train.items[i].tokens for i in unit] for unit in trainer.units]
+        want = [refs[:1] if choice == "first" else refs for refs in groups.values()]
+        assert captions == want

@@ -204,15 +204,40 @@ def _run_train(args, overrides):
     if config.task.task != "lm":
         from rnnkit.cli_tasks import run_task_train
         return run_task_train(args, config, explicit, given)
-    return train_run(args, config, explicit, given, _lm_recipe())
+    return train_run(args, config, explicit, given, _lm_recipe(_resuming(args, config)))
 
 
-def _lm_recipe():
+def _resuming(args, config):
+    """True when this command continues a run (its weights come from its checkpoint)."""
+    from rnnkit.training.checkpoint import CheckpointManager
+
+    return bool(args.resume and CheckpointManager(
+        Path(config.train.out) / "checkpoints").latest() is not None)
+
+
+def _build_initialised_lm(config, corpus, resuming):
+    """The config's LM; with ``task.init_from`` (a new run) started from that word LM
+    (ULMFiT's second stage, :func:`rnnkit.training.transfer.init_from_lm`)."""
+    model = build_lm(config.model, corpus.vocab, corpus)
+    if config.task.init_from and not resuming:
+        from rnnkit.training.transfer import init_from_lm
+
+        try:
+            counts = init_from_lm(model, corpus.vocab, config.task.init_from)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        print(f"rnnkit train: embedding, recurrent layers and output bias from "
+              f"{config.task.init_from}: {counts['known']:,} words take its rows, "
+              f"{counts['unknown']:,} it never saw the mean of its rows", file=sys.stderr)
+    return model
+
+
+def _lm_recipe(resuming=False):
     from rnnkit.training.trainer import Trainer
 
     return Recipe(check_checkpoint=_check_lm, load_data=_load_lm_corpus,
-                  build_model=lambda config, corpus: build_lm(config.model, corpus.vocab,
-                                                              corpus),
+                  build_model=lambda config, corpus: _build_initialised_lm(
+                      config, corpus, resuming),
                   extra_meta=lambda config, corpus: {}, trainer=Trainer,
                   describe=lambda corpus: (f"data {corpus.source} ({corpus.train.numel():,} / "
                                            f"{corpus.valid.numel():,} / "

@@ -133,7 +133,7 @@ class TaskConfig:
     min_count: int = 1         # tokens seen fewer times map to <unk>
     word_dropout: float = 0.0  # training: each source token -> <unk> with this probability
     lm_weight: float = 0.0     # classify: weight of the auxiliary language-model loss
-    init_from: str = ""        # classify: a word-LM run whose embedding + layers start it
+    init_from: str = ""        # classify, lm: a word-LM run whose embedding + layers start it
     gradual_unfreezing: bool = False  # classify: epoch e trains the top e layer groups
     unknown: str = "unk"       # predict: unknown symbols -> "unk" | "error"
     target: str = ""           # forecast: the CSV column to predict
@@ -269,9 +269,12 @@ def _check_transfer(config):
     for key, off in (("task.init_from", ""), ("task.gradual_unfreezing", False),
                      ("optim.layer_lr_decay", 1.0)):
         value = _get(config, key)
+        if key == "task.init_from" and config.task.task == "lm":
+            continue  # ULMFiT's second stage: an LM started from another
         if value != off:
             raise ConfigError(f"config key {key}: {value!r} works for task 'classify' "
-                              f"only, got task {config.task.task!r}")
+                              f"{'and lm ' if key == 'task.init_from' else ''}only, got "
+                              f"task {config.task.task!r}")
 
 
 def _check_softmax(model, task):

@@ -1,6 +1,9 @@
 """Transfer from a language model to a classifier (ULMFiT: Howard & Ruder 2018; Dai & Le
 2015): start a classifier's embedding and recurrent layers from a trained rnnkit word LM,
-then fine-tune with discriminative learning rates and gradual unfreezing.
+then fine-tune with discriminative learning rates and gradual unfreezing. A word LM can
+start from another the same way (ULMFiT's second stage: the general-domain LM fine-tuned
+on target-domain text with its own vocabulary); its decoder bias rows are mapped like
+the embedding rows (and its decoder weight rows when not tied).
 
 * :func:`init_from_lm` copies the LM's recurrent layers (same cell, sizes and options;
   a bidirectional classifier gets them in its forward direction, the reverse direction
@@ -62,12 +65,14 @@ def _shape(tensor):
 def init_from_lm(classifier, vocab, path):
     """Copy the LM at ``path`` into ``classifier`` (module docstring: which row each word
     gets). Returns ``{"known": n, "unknown": m}`` over the classifier's real words.
+    ``classifier`` may also be a word LM (module docstring).
 
     Raises ValueError naming both shapes when the embedding width or a recurrent
     parameter differs, or both parameter lists when the layers differ in cell, depth
     or options."""
     weights, lm_tokens, lm_config = load_lm_weights(path)
-    rnn = classifier.encoder.rnn
+    parts = getattr(classifier, "encoder", classifier)  # a Classifier or a word LM
+    rnn = parts.rnn
     mine = {name: p for name, p in rnn.named_parameters() if not name.endswith("_reverse")}
     theirs = {k[len("rnn."):]: v for k, v in weights.items() if k.startswith("rnn.")}
     where = f"the LM in {str(path)!r}"
@@ -85,7 +90,7 @@ def init_from_lm(classifier, vocab, path):
                              f"{lm_config.get('embed_size')}, hidden_size "
                              f"{lm_config.get('hidden_size')}); give the classifier the "
                              f"LM's sizes")
-    table, embedding = weights["embedding.weight"], classifier.encoder.embedding.weight
+    table, embedding = weights["embedding.weight"], parts.embedding.weight
     if table.size(1) != embedding.size(1):
         raise ValueError(f"init_from: the classifier's embedding is {_shape(embedding)} "
                          f"(embed_size {embedding.size(1)}) but {where} has "
@@ -93,10 +98,17 @@ def init_from_lm(classifier, vocab, path):
                          f"classifier the LM's embed_size")
     for name, parameter in mine.items():
         parameter.copy_(theirs[name])
-    return _map_embedding(embedding, vocab, table, lm_tokens)
+    counts = _map_rows(embedding, vocab, table, lm_tokens)
+    decoder = getattr(classifier, "decoder", None)
+    if isinstance(decoder, torch.nn.Linear) and "decoder.bias" in weights:
+        _map_rows(decoder.bias, vocab, weights["decoder.bias"], lm_tokens)
+        if decoder.weight is not embedding and decoder.weight.shape[1:] == \
+                weights["decoder.weight"].shape[1:]:
+            _map_rows(decoder.weight, vocab, weights["decoder.weight"], lm_tokens)
+    return counts
 
 
-def _map_embedding(embedding, vocab, table, lm_tokens):
+def _map_rows(embedding, vocab, table, lm_tokens):
     lm_index = {token: i for i, token in enumerate(lm_tokens)}
     aliases = {"<unk>": "<unk>", "<s>": "<eos>", "</s>": "<eos>"}
     mean = table.mean(0)

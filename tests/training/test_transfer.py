@@ -95,6 +95,33 @@ def test_init_from_mismatches_are_clear_errors(files, tmp_path):
         init_from_lm(shallow, vocab, classifier_run)
 
 
+def test_a_word_lm_starts_from_another_with_its_own_vocabulary(files, capsys):
+    root, lm = files
+    (root / "target.txt").write_text("good film , fresh words\nawful plot , new words\n" * 20)
+    out = root / "stage2"
+    assert main(["train", "--task", "lm", "--data", str(root / "target.txt"), "--level=word",
+                 *SIZES, "--epochs=1", "--bptt=5", "--batch_size=4", "--sample_length=0",
+                 "--init-from", str(lm), "--eval_batch_size=2", "--out", str(out), *QUIET]) == 0
+    assert "5 words take its rows, 4 it never saw" in capsys.readouterr().err
+    from rnnkit.cli import build_lm
+    from rnnkit.data.text import Vocab as TextVocab
+
+    _, meta = weights_of(out)
+    vocab = TextVocab.from_json(meta["vocab"])
+    model = build_lm(meta["model"]["config"], vocab)
+    init_from_lm(model, vocab, lm)
+    lm_weights, lm_meta = weights_of(lm)
+    lm_index = {t: i for i, t in enumerate(lm_meta["vocab"]["tokens"])}
+    for word in ("good", "<eos>"):
+        assert torch.equal(model.decoder.bias[vocab.index[word]],
+                           lm_weights["decoder.bias"][lm_index[word]])
+        assert torch.equal(model.embedding.weight[vocab.index[word]],
+                           lm_weights["embedding.weight"][lm_index[word]])
+    assert torch.allclose(model.decoder.weight[vocab.index["fresh"]],
+                          lm_weights["decoder.weight"].mean(0))
+    assert torch.equal(model.rnn.weight_hh_l1, lm_weights["rnn.weight_hh_l1"])
+
+
 def test_unfreeze_trains_one_more_group_from_the_top_each_epoch():
     model = Classifier(20, 2, embed_size=4, hidden_size=6, num_layers=2, pooling="concat")
     groups = model.layer_groups()
@@ -128,7 +155,8 @@ def test_slanted_triangular_values():
     ("optim.cut_frac", "1", r"optim.cut_frac: must be in \(0, 1\)"),
     ("optim.stlr_ratio", "0.5", "optim.stlr_ratio: must be >= 1"),
     ("optim.layer_lr_decay", "0.5", "optim.layer_lr_decay: must be >= 1"),
-    ("task.init_from", "runs/lm", "task.init_from: 'runs/lm' works for task 'classify' only"),
+    ("task.init_from", "runs/lm",
+     "task.init_from: 'runs/lm' works for task 'classify' and lm only, got task 'tag'"),
     ("task.gradual_unfreezing", "true", "works for task 'classify' only"),
 ])
 def test_transfer_options_are_validated(key, value, message):

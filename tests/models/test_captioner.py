@@ -185,3 +185,56 @@ def test_hard_attention_terms_keep_the_cross_entropy_apart():
     assert set(model.loss_terms(b)) == {"cross_entropy"}
     model.attention_reg = 0.5
     assert set(model.loss_terms(b)) == {"cross_entropy", "attention_reg"}
+
+
+def test_the_attention_of_a_shape_word_lands_on_that_shape():
+    """A small captioner trained for 200 steps on the built-in scenes (48 x 48 pixels:
+    a 6 x 6 grid, each shape's layout cell under 2 x 2 of its locations) reads, when it
+    names a shape, mostly that shape's cells. Uniform attention puts 4/36 = 0.11 there;
+    the test asks for more than half of the mass on average, for more than half of it
+    in a majority of the words, and for the most-attended location inside the cell for
+    three words in four. Over seeds 0-10 of this setting the worst figures were 0.59,
+    0.61 and 0.82 (seed 0: 0.78, 0.88, 0.93)."""
+    from rnnkit.data.images import collate_images, load_image_corpus
+    from rnnkit.data.scenes import SHAPES, make_scenes
+
+    def first_readings(split):  # one reading per image: its left-to-right caption
+        firsts = {}
+        for item in split.items:
+            firsts.setdefault(item.image, item)
+        return list(firsts.values())
+
+    torch.manual_seed(0)
+    corpus = load_image_corpus("caption", "", image_size=48, scenes=400)
+    items = first_readings(corpus.train)
+    model = Captioner(len(corpus.vocab), embed_size=16, hidden_size=32, cnn_width=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        chosen = torch.randint(len(items), (32,), generator=order).tolist()
+        optimizer.zero_grad()
+        model.loss(collate_images(corpus.train, [items[i] for i in chosen], corpus)).backward()
+        optimizer.step()
+
+    scenes = make_scenes(40, 1, "valid", 48)  # the validation split's scenes, in order
+    valid = first_readings(corpus.valid)
+    batch = collate_images(corpus.valid, valid, corpus)
+    with torch.no_grad():  # teacher-forced on the first reference
+        _, weights, _ = model.eval()(batch["images"], batch["target"][:, :-1])
+    masses, hits = [], []
+    for k, (item, scene) in enumerate(zip(valid, scenes)):
+        shapes = iter(sorted(scene.shapes, key=lambda s: (s.col, s.row)))  # caption order
+        for t, word in enumerate(item.tokens):  # weights[:, t]: the step writing word t
+            if word not in SHAPES:
+                continue
+            shape = next(shapes)
+            assert shape.kind == word
+            grid = weights[k, t].view(6, 6)
+            cell = grid[2 * shape.row:2 * shape.row + 2, 2 * shape.col:2 * shape.col + 2]
+            masses.append(float(cell.sum()))
+            hits.append(bool(cell.max() == grid.max()))
+    masses = torch.tensor(masses)
+    assert len(masses) > 60
+    assert masses.mean() > 0.5
+    assert (masses > 0.5).float().mean() > 0.5
+    assert sum(hits) / len(hits) > 0.75

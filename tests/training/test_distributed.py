@@ -67,3 +67,22 @@ def test_task_model_two_process_gradients_equal_one_process(tmp_path):
     assert one["encoder.embedding.weight"].abs().max() > 0
     results = (tmp_path / "run-two" / "results.json").read_text()
     assert '"accuracy"' in results  # rank 0 evaluated and wrote the summary
+
+
+def test_caption_two_process_gradients_equal_one_process(tmp_path):
+    """Two ranks each train on half of a batch of images; the loss and the gradients
+    DDP averages equal the mean of the two halves' computed in one process."""
+    worker = Path(__file__).resolve().parent / "ddp_image_worker.py"
+    run([str(PYTHON), str(worker), str(tmp_path), "one"], tmp_path)
+    run([str(PYTHON.parent / "torchrun"), "--standalone", "--nproc_per_node=2", str(worker),
+         str(tmp_path), "two"], tmp_path)
+    one = load_file(str(tmp_path / "grads-one.safetensors"))
+    two = load_file(str(tmp_path / "grads-two.safetensors"))
+    assert one["__count__"].item() == 4 and two["__count__"].item() == 4  # rank 0's half
+    assert abs(one["__loss__"].item() - two["__loss__"].item()) < 1e-6
+    names = [k for k in one if not k.startswith("__")]
+    for name in names:
+        torch.testing.assert_close(two[name], one[name], atol=1e-6, rtol=1e-5)
+    assert one["attention.W_q.weight"].abs().max() > 0
+    results = (tmp_path / "run-two" / "results.json").read_text()
+    assert '"exact_match"' in results  # rank 0 evaluated and wrote the summary

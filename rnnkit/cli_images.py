@@ -79,7 +79,10 @@ def run_image_train(args, config, explicit, given=frozenset()):
         trainer=ImageTrainer,
         describe=lambda c: (f"{c.source}: {len(c.train.names):,} / {len(c.valid.names):,} "
                             f"/ {len(c.test.names):,} images, {len(c.train.items):,} "
-                            f"training {'captions' if task == 'caption' else 'questions'}"),
+                            f"training {'captions' if task == 'caption' else 'questions'}"
+                            + (" (the first of each image trained on)"
+                               if task == "caption" and config.task.references == "first"
+                               else "")),
         report=_report)
     return train_run(args, config, explicit, given, recipe)
 

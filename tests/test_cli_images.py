@@ -173,3 +173,18 @@ def test_caption_kill_9_then_resume_gives_the_uninterrupted_run(tmp_path, scenes
     for name, tensor in final[out].items():
         if name.startswith("model."):
             assert torch.equal(tensor, final[tmp_path / "ref"][name]), name
+
+
+def test_the_regulariser_has_its_own_column(tmp_path, scenes):
+    import csv
+
+    out = tmp_path / "reg"
+    assert main(["train", "--task", "caption", "--data", str(scenes), "--out", str(out),
+                 "--attention_reg=0.5", *TINY]) == 0
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    scored = [r for r in rows if r["split"] in ("valid", "test")]
+    assert scored and all(float(r["attention_reg"]) > 0 for r in scored)
+    assert all(r["attention_reg"] == "" for r in rows if r["split"] == "train")
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["attention_reg"] > 0 and results["test"]["loss"] > 0

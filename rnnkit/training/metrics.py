@@ -10,9 +10,9 @@ from pathlib import Path
 __all__ = ["lm_metrics", "MetricsLog", "COLUMNS", "read_metrics"]
 
 COLUMNS = ["step", "epoch", "split", "loss", "ppl", "bpc", "lr", "tokens_per_s",
-           "elapsed_s", "accuracy", "exact_match", "bleu", "ar", "tar"]
+           "elapsed_s", "accuracy", "exact_match", "bleu", "ar", "tar", "attention_reg"]
 SCALARS = ("loss", "ppl", "bpc", "lr", "tokens_per_s", "accuracy", "exact_match", "bleu",
-           "ar", "tar")
+           "ar", "tar", "attention_reg")
 
 
 def lm_metrics(loss, level):

@@ -534,3 +534,35 @@ def test_gradgradcheck_and_batched_gradcheck(kernel):
     inputs = (x, *state0, *params.values())
     assert torch.autograd.gradcheck(f, inputs, check_batched_grad=True)
     assert torch.autograd.gradgradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru", "sru", "minlstm"])
+def test_serial_and_split_calls_give_identical_results(family):
+    """The threads of a call (set_parallel_min_work) change speed only: each element is
+    computed by one thread in a fixed order, so a call split across two threads and the
+    same call on one are equal to the bit, outputs and every gradient."""
+    spec = CellSpec(family, 96, 128)
+    params = random_params(spec, dtype=torch.float32, seed=0)
+    x, state0 = random_inputs(spec, 12, 48, dtype=torch.float32, seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    runs = []
+    try:
+        for work in (0, 10 ** 15):  # split every loop; no loop split
+            previous = cpu.set_parallel_min_work(work)
+            try:
+                runs.append(_run_with_grads(cpu.run, spec, x, state0, params, {}))
+            finally:
+                cpu.set_parallel_min_work(previous)
+    finally:
+        torch.set_num_threads(threads)
+    (out_a, state_a, grads_a), (out_b, state_b, grads_b) = runs
+    assert torch.equal(out_a, out_b)
+    assert all(torch.equal(a, b) for a, b in zip(state_a, state_b))
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name]), name
+
+
+def test_set_parallel_min_work_rejects_negative():
+    with pytest.raises(RuntimeError, match="work must be >= 0, got -1"):
+        cpu.set_parallel_min_work(-1)

@@ -39,7 +39,8 @@ from rnnkit.kernels.common import (check_sequence_length, keep_coefficients, len
 from rnnkit.kernels.cpu import build, ops
 from rnnkit.kernels.cpu.build import build_directory
 
-__all__ = ["unavailable_reason", "supports", "run", "step", "load", "build_directory"]
+__all__ = ["unavailable_reason", "supports", "run", "step", "load", "build_directory",
+           "set_parallel_min_work"]
 
 _EXT = {}  # "forward", "backward", "step": the library's plain entry points, once loaded
 
@@ -50,8 +51,18 @@ def load():
     library, module = build.load_library()
     ops.register_ops()
     if module is not None:
-        _EXT.update(forward=module.forward, backward=module.backward, step=module.step)
+        _EXT.update(forward=module.forward, backward=module.backward, step=module.step,
+                    set_parallel_min_work=module.set_parallel_min_work)
     return library
+
+
+def set_parallel_min_work(work: int) -> int:
+    """Kernel calls of fewer multiply-adds than ``work`` (about: the weights times T times
+    B, twice that backward) run all their loops on the calling thread; larger ones split
+    each loop across torch's threads by its own grain. Returns the previous threshold.
+    Results do not depend on it; only speed does (``benchmarks/threads.py`` measures)."""
+    load()
+    return _EXT["set_parallel_min_work"](int(work))
 
 
 @functools.lru_cache(maxsize=None)

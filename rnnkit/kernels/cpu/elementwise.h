@@ -32,7 +32,7 @@ namespace rnnkit {
 // across threads, each summed over the rows in order.
 template <typename T>
 void column_sums(const T* a, index_t rows, index_t cols, index_t lda, T* out) {
-  at::parallel_for(0, cols, 64, [&](index_t begin, index_t end) {
+  parallel_for(0, cols, 64, [&](index_t begin, index_t end) {
     std::fill(out + begin, out + end, T(0));
     for (index_t r = 0; r < rows; ++r) {
       const T* __restrict row = a + r * lda;

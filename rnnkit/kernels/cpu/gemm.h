@@ -61,7 +61,7 @@ Packed<T> pack(index_t k, index_t n, const T* b, index_t rsb, index_t csb,
   constexpr int NR = Packed<T>::NR;
   out.buffer = at::empty({out.panels(), k, NR}, opts);
   T* dst = out.buffer.template data_ptr<T>();
-  at::parallel_for(0, out.panels(), std::max<index_t>(1, 65536 / std::max<index_t>(k * NR, 1)),
+  parallel_for(0, out.panels(), std::max<index_t>(1, 65536 / std::max<index_t>(k * NR, 1)),
                    [&](index_t begin, index_t end) {
     for (index_t jp = begin; jp < end; ++jp) {
       T* panel = dst + jp * k * NR;
@@ -419,7 +419,7 @@ void matmul_unpacked(index_t m, const T* a, index_t rsa, index_t csa, const Pack
     }
   };
   if (blocks <= 1) return run_blocks(0, blocks);
-  at::parallel_for(0, blocks, 1, run_blocks);
+  parallel_for(0, blocks, 1, run_blocks);
 }
 
 // One product of matmul_shared: C (row stride ldc) = [C +] A B.
@@ -459,7 +459,7 @@ void matmul_shared(index_t m, const T* a, index_t rsa, index_t csa,
                     b.panels());
         continue;
       }
-      at::parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
+      parallel_for(0, b.panels(), grain, [&](index_t begin, index_t end) {
         gemm_panels(rows, tiles, a_rows, rsa, csa, b, c_rows, product.ldc, accumulate, begin,
                     end);
       });

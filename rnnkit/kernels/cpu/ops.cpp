@@ -57,7 +57,20 @@ std::vector<OptTensor> optional_list(const c10::List<std::optional<at::Tensor>>&
   return out;
 }
 
+// The multiply-adds of a call, about: every weight once per step and batch row forward,
+// twice backward (CallThreads: small calls run on one thread).
+int64_t call_work(const SequenceArgs& a, int64_t passes) {
+  int64_t weights = 0;
+  for (const auto& p : a.params) weights += p.numel();
+  return passes * weights * a.x.size(0) * a.x.size(1);
+}
+
 }  // namespace
+
+int64_t set_parallel_min_work(int64_t work) {
+  TORCH_CHECK(work >= 0, "rnnkit: set_parallel_min_work: work must be >= 0, got ", work);
+  return parallel_min_work().exchange(work);
+}
 
 bool register_family(int64_t code, const Family& family) {
   auto& families = registry();
@@ -85,6 +98,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> cell_fo
     const OptTensor& h_mask, bool reverse, bool save, at::IntArrayRef options) {
   const auto a = sequence_args(x, state0.vec(), params, packed, mask, optional_list(keeps),
                                h_mask, reverse, options);
+  const CallThreads threads(call_work(a, 1));
   auto r = family_for(a.options.family).forward(a, save);
   return {r.outputs, r.final_state, r.saved};
 }
@@ -98,6 +112,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> cell_ba
   const auto a = sequence_args(x, state0.vec(), params, packed, mask, optional_list(keeps),
                                h_mask, reverse, options);
   const BackwardArgs g{d_output, optional_list(d_final), output, saved};
+  const CallThreads threads(call_work(a, 2));
   auto r = family_for(a.options.family).backward(a, g);
   return {r.d_x, r.d_state0, r.d_params};
 }
@@ -138,6 +153,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> forward
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const auto a = rnnkit::sequence_args(x, std::move(state0), params, {}, mask, std::move(keeps),
                                        h_mask, reverse, options);
+  const rnnkit::CallThreads threads(rnnkit::call_work(a, 1));
   auto r = rnnkit::family_for(a.options.family).forward(a, save);
   return {r.outputs, r.final_state, r.saved};
 }
@@ -153,6 +169,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> backwar
   const auto a = rnnkit::sequence_args(x, std::move(state0), params, {}, mask, std::move(keeps),
                                        h_mask, reverse, options);
   const rnnkit::BackwardArgs g{d_output, std::move(d_final), output, saved};
+  const rnnkit::CallThreads threads(rnnkit::call_work(a, 2));
   auto r = rnnkit::family_for(a.options.family).backward(a, g);
   return {r.d_x, r.d_state0, r.d_params};
 }
@@ -173,4 +190,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward_entry);
   m.def("backward", &backward_entry);
   m.def("step", &step_entry);
+  // the threshold of base.h's CallThreads (a benchmark knob); returns the previous one
+  m.def("set_parallel_min_work", &rnnkit::set_parallel_min_work);
 }

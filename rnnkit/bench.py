@@ -51,18 +51,15 @@ TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU
 _NOISY_SPREAD = 2.0  # max/min over the repeats above which an entry is flagged
 
 
-def _median_times(functions: dict, repeats: int, spreads: dict | None = None,
-                  min_time: float = 0.05) -> dict:
-    """Median seconds per call of each function, run interleaved (rotating order) after
-    warm-up.
+def interleaved_times(functions: dict, repeats: int, min_time: float = 0.05) -> dict:
+    """Seconds per call of each function in every repeat, run interleaved (rotating order)
+    after warm-up: ``{name: [seconds, ...]}``.
 
     Warm-up is two calls of each function (the first call of a kernel packs weights,
     faults in its buffers, builds primitive caches); the second, timed, sets how many calls
     one repeat makes: enough to last about ``min_time`` seconds, at least one. A repeat of a
     single call of a few milliseconds measured mostly how busy the machine was at that
     moment (the same entry moved by 20 % between runs); a batch of calls averages that out.
-    ``spreads``, if given, receives each function's max/min ratio over the repeats: a large
-    one means the machine interfered.
     """
     calls = {}
     for name, f in functions.items():
@@ -79,6 +76,15 @@ def _median_times(functions: dict, repeats: int, spreads: dict | None = None,
             for _ in range(n):
                 f()
             times[name].append((time.perf_counter() - start) / n)
+    return times
+
+
+def _median_times(functions: dict, repeats: int, spreads: dict | None = None,
+                  min_time: float = 0.05) -> dict:
+    """Median seconds per call of each function (:func:`interleaved_times`). ``spreads``,
+    if given, receives each function's max/min ratio over the repeats: a large one means
+    the machine interfered."""
+    times = interleaved_times(functions, repeats, min_time)
     if spreads is not None:
         spreads.update({name: max(ts) / max(min(ts), 1e-12) for name, ts in times.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}

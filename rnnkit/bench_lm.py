@@ -21,14 +21,14 @@ the ratio rnnkit / torch.nn of tokens/s (> 1: rnnkit is faster).
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rnnkit.bench import interleaved_times
 
 __all__ = ["LM_CONFIGS", "PlainLM", "lm_step_pair", "bench_lm", "run_lm"]
 
@@ -124,26 +124,6 @@ def lm_step_pair(config, softmax, num_samples=0, seed=0):
                       torch.optim.SGD(theirs.parameters(), lr=LR)))
 
 
-def _interleaved_times(functions, repeats, min_time):
-    """Seconds per call of each function in every repeat, run interleaved (rotating
-    order) after two warm-up calls; each repeat a batch of calls lasting ~min_time."""
-    calls = {}
-    for name, f in functions.items():
-        f()
-        start = time.perf_counter()
-        f()
-        calls[name] = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-9)))
-    times = {name: [] for name in functions}
-    names = list(functions)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            for _ in range(calls[name]):
-                functions[name]()
-            times[name].append((time.perf_counter() - start) / calls[name])
-    return times
-
-
 def _row(name, config, softmax, times, losses):
     tokens = config["bptt"] * config["batch_size"]
     row = {"config": name, "softmax": softmax, "tokens_per_step": tokens}
@@ -178,7 +158,7 @@ def bench_lm(configs, softmaxes, repeats, num_samples=0, min_time=0.2, log=print
         for softmax in softmaxes:
             ours, theirs = lm_step_pair(config, softmax, num_samples)
             losses = {"rnnkit": ours(), "torch": theirs()}  # the first step, same weights
-            times = _interleaved_times({"rnnkit": ours, "torch": theirs}, repeats, min_time)
+            times = interleaved_times({"rnnkit": ours, "torch": theirs}, repeats, min_time)
             rows.append(_row(name, config, softmax, times, losses))
             log(_format(rows[-1]))
     return rows

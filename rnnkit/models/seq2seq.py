@@ -166,8 +166,15 @@ class Seq2Seq(nn.Module):
         self._last_log_probs = torch.stack(log_probs, 1) if log_probs else None
         return torch.stack(logits, 1)
 
-    def loss(self, batch):
-        """Mean cross-entropy per target token (+ the REINFORCE term for hard attention);
+    def loss_terms(self, batch):
+        """The terms of the training objective, each a scalar tensor:
+
+        - ``cross_entropy``: mean cross-entropy per target token, the figure to report;
+        - ``reinforce`` (hard attention, in training): the REINFORCE surrogate
+          −(R − b) log p(positions) with R minus the sequence's mean cross-entropy. It
+          exists for its gradient; its value is not a loss of the translation and is not
+          reported.
+
         ``batch["teacher_forcing"]``, if given, is this batch's teacher-forcing ratio."""
         target = batch["target"]
         logits = self(batch["source"], batch["source_lengths"], target[:, :-1],
@@ -176,12 +183,17 @@ class Seq2Seq(nn.Module):
         token_loss = F.cross_entropy(logits.transpose(1, 2), gold, ignore_index=self.PAD,
                                      reduction="none")  # (N, T)
         real = (gold != self.PAD).to(token_loss.dtype)
-        loss = token_loss.sum() / real.sum()
+        terms = {"cross_entropy": token_loss.sum() / real.sum()}
         if self._last_log_probs is not None:
             reward = -(token_loss.sum(1) / real.sum(1))  # per sequence, higher is better
             log_prob = (self._last_log_probs * real).sum(1)
-            loss = loss + self.baseline.loss(reward, log_prob)
-        return loss
+            terms["reinforce"] = self.baseline.loss(reward, log_prob)
+        return terms
+
+    def loss(self, batch):
+        """The training objective: the sum of :meth:`loss_terms` (in evaluation, or
+        without hard attention, the mean cross-entropy per target token alone)."""
+        return sum(self.loss_terms(batch).values())
 
     # -- decoding -------------------------------------------------------------------------
     def _decoder(self, memory):

@@ -31,15 +31,24 @@ from rnnkit.training.transfer import discriminative_groups, unfreeze
 __all__ = ["TaskCorpus", "TaskTrainer", "evaluate_task"]
 
 
+def loss_terms(model, batch):
+    """The terms of ``model``'s training objective (their sum), the reported loss first:
+    a seq2seq model's :meth:`~rnnkit.models.Seq2Seq.loss_terms` (cross-entropy, and the
+    REINFORCE surrogate of hard attention, which is not reported), else ``model.loss``."""
+    if hasattr(model, "loss_terms"):
+        return model.loss_terms(batch)
+    return {"loss": model.loss(batch)}
+
+
 class _LossModule(nn.Module):
-    """Routes ``model.loss(batch)`` through ``forward`` so DDP sees the call."""
+    """Routes :func:`loss_terms` through ``forward`` so DDP sees the call."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, batch):
-        return self.model.loss(batch)
+        return loss_terms(self.model, batch)
 
 
 def _strip(ids, stop_ids):
@@ -136,18 +145,23 @@ class TaskTrainer(Trainer):
         return loss
 
     def compute_gradients(self, batch):
-        """Forward and backward on one batch (averaged over processes by DDP)."""
+        """Forward and backward of the training objective on one batch (averaged over
+        processes by DDP); returns the reported loss: for a seq2seq model the cross-entropy
+        alone, without hard attention's REINFORCE surrogate."""
         self.network.train()
         if self.config.task.gradual_unfreezing:
             unfreeze(self.layer_groups, self.epoch)
         if self.corpus.task == "seq2seq":
             batch = {**batch, "teacher_forcing": self.teacher_forcing_ratio()}
-        loss = self.network(batch) if self.world.distributed else self.model.loss(batch)
-        value = self._mean_over_world(loss.item())
-        if not math.isfinite(value):
-            raise NonFiniteLoss(self._non_finite_message(f"loss is {value}"))
+        terms = self.network(batch) if self.world.distributed else loss_terms(self.model,
+                                                                              batch)
+        objective = sum(terms.values())
+        value = self._mean_over_world(next(iter(terms.values())).item())
+        for name, number in (("loss", value), ("training objective", objective.item())):
+            if not math.isfinite(number):
+                raise NonFiniteLoss(self._non_finite_message(f"{name} is {number}"))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         return value
 
     def teacher_forcing_ratio(self):

@@ -109,3 +109,28 @@ def test_learns_to_reverse(config):
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Seq2Seq(10, **kwargs)
+
+
+def test_hard_attention_reports_cross_entropy_apart_from_the_reinforce_term():
+    """The objective of hard attention is cross-entropy + the REINFORCE surrogate; only
+    the cross-entropy is a loss of the output (and what the trainer logs)."""
+    from rnnkit.training.task_trainer import loss_terms
+
+    torch.manual_seed(0)
+    model = Seq2Seq(14, embed_size=8, hidden_size=16, attention="dot", hard_attention=True)
+    batch = _batch(_reverse_task(6, random.Random(0)))
+    model.baseline.value.fill_(-5.0)  # a baseline far from the reward: the term is not 0
+    model.baseline.initialised.fill_(True)
+    baseline = {k: v.clone() for k, v in model.baseline.state_dict().items()}
+    torch.manual_seed(1)
+    terms = loss_terms(model.train(), batch)
+    assert list(terms) == ["cross_entropy", "reinforce"]
+    assert abs(terms["reinforce"].item()) > 1e-3
+    model.baseline.load_state_dict(baseline)  # the same moving average, the same samples
+    torch.manual_seed(1)
+    torch.testing.assert_close(model.loss(batch), terms["cross_entropy"] + terms["reinforce"])
+    logits = model.eval()(batch["source"], batch["source_lengths"], batch["target"][:, :-1])
+    expected = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["target"][:, 1:],
+                                                 ignore_index=Seq2Seq.PAD)
+    assert list(loss_terms(model, batch)) == ["cross_entropy"]  # evaluation: no sampling
+    torch.testing.assert_close(model.loss(batch), expected)

@@ -77,8 +77,9 @@ def test_teacher_forcing_is_scheduled_linearly(tmp_path):
     trainer.step_count = 5  # half of 2 epochs x 5 steps
     assert trainer.teacher_forcing_ratio() == pytest.approx(0.75)
     seen = []
-    original = trainer.model.loss
-    trainer.model.loss = lambda batch: seen.append(batch["teacher_forcing"]) or original(batch)
+    original = trainer.model.loss_terms
+    trainer.model.loss_terms = (lambda batch: seen.append(batch["teacher_forcing"])
+                                or original(batch))
     (batch,), _ = trainer.next_batch()
     trainer.compute_gradients(batch)
     # the ratio travels in the batch; the trainer sets nothing on the model

@@ -27,7 +27,6 @@ from rnnkit.data.images import collate_images
 from rnnkit.data.tasks import BOS, EOS, PAD
 from rnnkit.training.bleu import corpus_bleu_orders
 from rnnkit.training.task_trainer import TaskTrainer
-from rnnkit.training.trainer import NonFiniteLoss
 
 __all__ = ["ImageTrainer", "evaluate_captions", "evaluate_vqa", "decode_captions",
            "loss_terms"]
@@ -160,14 +159,7 @@ class ImageTrainer(TaskTrainer):
         self.network.train()
         terms = self.network(batch) if self.world.distributed else loss_terms(self.model,
                                                                               batch)
-        objective = sum(terms.values())
-        value = self._mean_over_world(terms["cross_entropy"].item())
-        for name, number in (("loss", value), ("training objective", objective.item())):
-            if not math.isfinite(number):
-                raise NonFiniteLoss(self._non_finite_message(f"{name} is {number}"))
-        self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        return value
+        return self._backward(terms)  # "cross_entropy" comes first
 
     def train_metrics(self, loss):
         if self.corpus.task == "caption":

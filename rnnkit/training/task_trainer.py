@@ -155,6 +155,12 @@ class TaskTrainer(Trainer):
             batch = {**batch, "teacher_forcing": self.teacher_forcing_ratio()}
         terms = self.network(batch) if self.world.distributed else loss_terms(self.model,
                                                                               batch)
+        return self._backward(terms)
+
+    def _backward(self, terms):
+        """Backward of the training objective, the sum of ``terms``; returns the first
+        term (the reported loss) averaged over processes. NonFiniteLoss if either is not
+        finite."""
         objective = sum(terms.values())
         value = self._mean_over_world(next(iter(terms.values())).item())
         for name, number in (("loss", value), ("training objective", objective.item())):

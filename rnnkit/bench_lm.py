@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.bench import interleaved_times
+from rnnkit.timing import interleaved_times
 
 __all__ = ["LM_CONFIGS", "PlainLM", "lm_step_pair", "bench_lm", "run_lm"]
 

@@ -27,6 +27,7 @@ from rnnkit.data.images import collate_images
 from rnnkit.data.tasks import BOS, EOS, PAD
 from rnnkit.training.bleu import corpus_bleu_orders
 from rnnkit.training.task_trainer import TaskTrainer
+from rnnkit.training.task_trainer import loss_terms as task_loss_terms
 
 __all__ = ["ImageTrainer", "evaluate_captions", "evaluate_vqa", "decode_captions",
            "loss_terms"]
@@ -35,20 +36,7 @@ __all__ = ["ImageTrainer", "evaluate_captions", "evaluate_vqa", "decode_captions
 def loss_terms(model, batch):
     """The terms of ``model``'s training objective (their sum), with the reported loss
     as ``"cross_entropy"``: a captioner's :meth:`loss_terms`, a VQA model's loss."""
-    if hasattr(model, "loss_terms"):
-        return model.loss_terms(batch)
-    return {"cross_entropy": model.loss(batch)}
-
-
-class _TermsModule(torch.nn.Module):
-    """Routes :func:`loss_terms` through ``forward`` so DDP sees the call."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch):
-        return loss_terms(self.model, batch)
+    return task_loss_terms(model, batch, reported="cross_entropy")
 
 
 def decode_captions(model, images, beam_size=1, max_length=30, length_penalty=1.0):
@@ -148,18 +136,7 @@ class ImageTrainer(TaskTrainer):
     """The :class:`TaskTrainer` for :class:`~rnnkit.models.captioner.Captioner` and
     :class:`~rnnkit.models.vqa.VQAModel` on an :class:`~rnnkit.data.images.ImageCorpus`."""
 
-    def _wrap_network(self, model):
-        if self.world.distributed:
-            return torch.nn.parallel.DistributedDataParallel(_TermsModule(model))
-        return model
-
-    def compute_gradients(self, batch):
-        """Forward and backward of the training objective, the sum of :func:`loss_terms`
-        (averaged over processes by DDP); returns the cross-entropy alone."""
-        self.network.train()
-        terms = self.network(batch) if self.world.distributed else loss_terms(self.model,
-                                                                              batch)
-        return self._backward(terms)  # "cross_entropy" comes first
+    terms_of = staticmethod(loss_terms)  # "cross_entropy" first: what is reported
 
     def train_metrics(self, loss):
         if self.corpus.task == "caption":

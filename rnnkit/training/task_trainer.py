@@ -31,24 +31,25 @@ from rnnkit.training.transfer import discriminative_groups, unfreeze
 __all__ = ["TaskCorpus", "TaskTrainer", "evaluate_task"]
 
 
-def loss_terms(model, batch):
+def loss_terms(model, batch, reported="loss"):
     """The terms of ``model``'s training objective (their sum), the reported loss first:
-    a seq2seq model's :meth:`~rnnkit.models.Seq2Seq.loss_terms` (cross-entropy, and the
-    REINFORCE surrogate of hard attention, which is not reported), else ``model.loss``."""
+    the model's own ``loss_terms`` where it has one (a seq2seq model: cross-entropy, and
+    the REINFORCE surrogate of hard attention, which is not reported), else
+    ``{reported: model.loss(batch)}``."""
     if hasattr(model, "loss_terms"):
         return model.loss_terms(batch)
-    return {"loss": model.loss(batch)}
+    return {reported: model.loss(batch)}
 
 
 class _LossModule(nn.Module):
-    """Routes :func:`loss_terms` through ``forward`` so DDP sees the call."""
+    """Routes ``terms_of(model, batch)`` through ``forward`` so DDP sees the call."""
 
-    def __init__(self, model):
+    def __init__(self, model, terms_of):
         super().__init__()
-        self.model = model
+        self.model, self.terms_of = model, terms_of
 
     def forward(self, batch):
-        return loss_terms(self.model, batch)
+        return self.terms_of(self.model, batch)
 
 
 def _strip(ids, stop_ids):
@@ -117,9 +118,12 @@ class TaskTrainer(Trainer):
                 discriminative_groups(self.layer_groups, config.optim.layer_lr_decay),
                 config.optim)
 
+    terms_of = staticmethod(loss_terms)  # the objective's terms of a model on a batch
+
     def _wrap_network(self, model):
         if self.world.distributed:
-            return torch.nn.parallel.DistributedDataParallel(_LossModule(model))
+            return torch.nn.parallel.DistributedDataParallel(_LossModule(model,
+                                                                          self.terms_of))
         return model
 
     def _setup_data(self, corpus):
@@ -145,22 +149,18 @@ class TaskTrainer(Trainer):
         return loss
 
     def compute_gradients(self, batch):
-        """Forward and backward of the training objective on one batch (averaged over
-        processes by DDP); returns the reported loss: for a seq2seq model the cross-entropy
-        alone, without hard attention's REINFORCE surrogate."""
+        """Forward and backward of the training objective, the sum of ``terms_of``'s terms,
+        on one batch (averaged over processes by DDP); returns the first term averaged
+        over processes, the reported loss (for a seq2seq model the cross-entropy alone,
+        without hard attention's REINFORCE surrogate). NonFiniteLoss if either is not
+        finite."""
         self.network.train()
         if self.config.task.gradual_unfreezing:
             unfreeze(self.layer_groups, self.epoch)
         if self.corpus.task == "seq2seq":
             batch = {**batch, "teacher_forcing": self.teacher_forcing_ratio()}
-        terms = self.network(batch) if self.world.distributed else loss_terms(self.model,
-                                                                              batch)
-        return self._backward(terms)
-
-    def _backward(self, terms):
-        """Backward of the training objective, the sum of ``terms``; returns the first
-        term (the reported loss) averaged over processes. NonFiniteLoss if either is not
-        finite."""
+        terms = self.network(batch) if self.world.distributed else self.terms_of(self.model,
+                                                                                 batch)
         objective = sum(terms.values())
         value = self._mean_over_world(next(iter(terms.values())).item())
         for name, number in (("loss", value), ("training objective", objective.item())):

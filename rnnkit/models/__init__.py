@@ -20,6 +20,12 @@ def build_task_model(model_config, task_config, vocab_size, num_labels=0):
                   num_layers=m["num_layers"], cell=m["cell"], dropout=m["dropout"],
                   word_dropout=t.get("word_dropout", 0.0), **m["options"])
     if t["task"] == "classify":
+        # a tied word LM's layout (the last layer embed_size wide, locked dropout between
+        # layers) is the classifier's too, so an AWD LM transfers (--init-from)
+        if m.get("tie_weights") and m["embed_size"] != m["hidden_size"]:
+            common["last_size"] = m["embed_size"]
+        if m.get("locked_dropout"):
+            common["locked_dropout"] = True
         return Classifier(vocab_size, num_labels, bidirectional=t["bidirectional"],
                           pooling=t["pooling"], mlp_size=t["mlp_size"],
                           lm_weight=t.get("lm_weight", 0.0), **common)

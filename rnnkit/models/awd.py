@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells import FAMILIES
 from rnnkit.layers import layer_class
@@ -39,7 +40,9 @@ class LockedDropout(nn.Module):
     Args:
         p: probability of zeroing a unit. Default: 0.
 
-    Shapes: ``(T, N, H) -> (T, N, H)``; identity in eval mode or when ``p == 0``.
+    Shapes: ``(T, N, H) -> (T, N, H)``, or a ``PackedSequence`` -> one with the same
+    lengths (each sequence keeps its own mask over its steps); identity in eval mode or
+    when ``p == 0``.
     """
 
     def __init__(self, p=0.0):
@@ -52,6 +55,11 @@ class LockedDropout(nn.Module):
         if not self.training or self.p == 0:
             return x
         keep = 1.0 - self.p
+        if isinstance(x, PackedSequence):  # rows: step 0's sequences, then step 1's, ...
+            data = x.data
+            mask = data.new_empty(int(x.batch_sizes[0]), data.size(1)).bernoulli_(keep) / keep
+            rows = torch.cat([mask[:int(b)] for b in x.batch_sizes])  # row j = sequence j
+            return x._replace(data=data * rows)
         mask = x.new_empty(1, *x.shape[1:]).bernoulli_(keep) / keep  # (1, N, H)
         return x * mask
 
@@ -106,7 +114,13 @@ class RecurrentStack(nn.Module):
         sizes: ``[input, hidden_1, ..., hidden_L]``.
         dropout_hidden: locked dropout on the output of every layer but the last.
         **options: passed to every layer (``weight_drop``, ``zoneout``, ...).
+
+    The input may also be a ``PackedSequence`` (the classifier's encoder started from
+    an AWD LM, :class:`~rnnkit.models.encoder.RecurrentEncoder`); the output is then
+    packed too and each final state is taken at its sequence's own last step.
     """
+
+    bidirectional = False
 
     def __init__(self, cell, sizes, dropout_hidden=0.0, **options):
         super().__init__()
@@ -134,3 +148,11 @@ class RecurrentStack(nn.Module):
     @property
     def output_size(self):
         return self.layers[-1].hidden_size
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    def last_hidden(self, state):
+        """The top layer's final ``h`` (1, N, H_L) from the flat state."""
+        return state[-self.parts]

@@ -22,7 +22,10 @@ class Classifier(nn.Module):
     Args:
         vocab_size: V. num_classes: C.
         embed_size, hidden_size, num_layers, cell, bidirectional, dropout, **options:
-            the :class:`RecurrentEncoder` (defaults 128, 128, 1, 'lstm', True, 0.0).
+            the :class:`RecurrentEncoder` (defaults 128, 128, 1, 'lstm', True, 0.0). Its
+            ``last_size`` and ``locked_dropout`` options build the AWD-LSTM layout of a
+            tied word LM (one direction only), so the classifier can start from such an
+            LM (``--init-from``).
         pooling: ``'last'`` (final states of both directions), ``'mean'``, ``'max'``, or
             ``'attention'`` (a learned query attends over the outputs; the weights are
             kept in ``last_attention``), or ``'concat'``: ULMFiT's concat pooling
@@ -66,7 +69,8 @@ class Classifier(nn.Module):
         self.lm_weight = lm_weight
         if lm_weight > 0:
             directions = 2 if bidirectional else 1
-            self.lm_heads = nn.ModuleList(nn.Linear(hidden_size, vocab_size)
+            width = self.encoder.output_size // directions
+            self.lm_heads = nn.ModuleList(nn.Linear(width, vocab_size)
                                           for _ in range(directions))
 
     def forward(self, source, source_lengths):
@@ -87,9 +91,7 @@ class Classifier(nn.Module):
         """One summary over time (N, D·H): the top layer's final states (both directions
         side by side), the mean, or the maximum over the real steps."""
         if kind == "last":
-            h_n = state[0] if isinstance(state, tuple) else state  # (layers*D, N, H)
-            directions = 2 if self.encoder.rnn.bidirectional else 1
-            return torch.cat(list(h_n[-directions:]), dim=-1)
+            return torch.cat(list(self.encoder.last_hidden(state)), dim=-1)
         if kind == "mean":
             return outputs.sum(1) / lengths[:, None].to(outputs.dtype)
         return outputs.masked_fill(~mask[..., None], float("-inf")).max(1).values
@@ -100,10 +102,13 @@ class Classifier(nn.Module):
         directions together), the embedding. Depth d in this list is what discriminative
         learning rates (lr / decay^d) and gradual unfreezing count."""
         rnn = self.encoder.rnn
-        layers = [[] for _ in range(rnn.num_layers)]
-        for name, parameter in rnn.named_parameters():
-            match = _LAYER_INDEX.search(name)
-            layers[int(match.group(1)) if match else 0].append(parameter)
+        if hasattr(rnn, "layers"):  # a RecurrentStack (the AWD layout)
+            layers = [list(layer.parameters()) for layer in rnn.layers]
+        else:
+            layers = [[] for _ in range(rnn.num_layers)]
+            for name, parameter in rnn.named_parameters():
+                match = _LAYER_INDEX.search(name)
+                layers[int(match.group(1)) if match else 0].append(parameter)
         encoder = {id(p) for p in self.encoder.parameters()}
         head = [p for p in self.parameters() if id(p) not in encoder]
         return [head, *reversed(layers), list(self.encoder.embedding.parameters())]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.layers import make_layer
 
@@ -21,6 +21,13 @@ class RecurrentEncoder(nn.Module):
         word_dropout: in training, each real token is replaced by ``<unk>`` (id
             ``unk_id``) with this probability, so the model learns what to do with words
             it has not seen (default 0).
+        last_size: width of the last layer when it differs from ``hidden_size`` (the
+            AWD-LSTM layout of a tied word LM, e.g. 400 / 1150 / 1150 / 400), so the
+            encoder can start from such an LM (:mod:`rnnkit.training.transfer`). The
+            layers are then a :class:`~rnnkit.models.awd.RecurrentStack` (one direction
+            only). Default None: every layer ``hidden_size``.
+        locked_dropout: the dropout between layers keeps one mask per sentence (also a
+            ``RecurrentStack``, one direction only). Default False.
         **options: any rnnkit layer option (``layer_norm``, ``zoneout``, ...).
 
     ``forward(tokens (N, L), lengths (N,)) -> (outputs (N, L, D*H), state)``, outputs zero
@@ -28,7 +35,8 @@ class RecurrentEncoder(nn.Module):
     """
 
     def __init__(self, vocab_size, embed_size, hidden_size, num_layers=1, cell="lstm",
-                 bidirectional=False, dropout=0.0, word_dropout=0.0, unk_id=1, **options):
+                 bidirectional=False, dropout=0.0, word_dropout=0.0, unk_id=1,
+                 last_size=None, locked_dropout=False, **options):
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"RecurrentEncoder: word_dropout must be in [0, 1), "
@@ -36,10 +44,31 @@ class RecurrentEncoder(nn.Module):
         self.word_dropout, self.unk_id = word_dropout, unk_id
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=0)
         self.drop = nn.Dropout(dropout)
-        self.rnn = make_layer(cell, embed_size, hidden_size, num_layers, batch_first=True,
-                              dropout=dropout if num_layers > 1 else 0.0,
-                              bidirectional=bidirectional, **options)
-        self.output_size = hidden_size * (2 if bidirectional else 1)
+        last_size = hidden_size if last_size is None else last_size
+        if last_size != hidden_size or locked_dropout:
+            if bidirectional:
+                raise ValueError(f"RecurrentEncoder: last_size={last_size} (hidden_size "
+                                 f"{hidden_size}) or locked_dropout={locked_dropout} "
+                                 f"builds one direction only, got bidirectional=True")
+            from rnnkit.models.awd import RecurrentStack
+
+            sizes = [embed_size] + [hidden_size] * (num_layers - 1) + [last_size]
+            self.rnn = RecurrentStack(cell, sizes, dropout if locked_dropout else 0.0,
+                                      **options)
+            if not locked_dropout:
+                self.rnn.between = _PackedDropout(dropout)
+        else:
+            self.rnn = make_layer(cell, embed_size, hidden_size, num_layers,
+                                  batch_first=True, dropout=dropout if num_layers > 1 else 0.0,
+                                  bidirectional=bidirectional, **options)
+        self.output_size = last_size * (2 if bidirectional else 1)
+
+    def last_hidden(self, state):
+        """The top layer's final ``h`` of each direction, ``(D, N, H)``."""
+        if hasattr(self.rnn, "last_hidden"):
+            return self.rnn.last_hidden(state)
+        h_n = state[0] if isinstance(state, tuple) else state  # (layers*D, N, H)
+        return h_n[-(2 if self.rnn.bidirectional else 1):]
 
     def forward(self, tokens, lengths):
         if self.training and self.word_dropout > 0:
@@ -52,3 +81,12 @@ class RecurrentEncoder(nn.Module):
         outputs, _ = pad_packed_sequence(outputs, batch_first=True,
                                          total_length=tokens.size(1))
         return outputs, state
+
+
+class _PackedDropout(nn.Dropout):
+    """``nn.Dropout`` that also takes a ``PackedSequence`` (on its data)."""
+
+    def forward(self, x):
+        if isinstance(x, PackedSequence):
+            return x._replace(data=super().forward(x.data))
+        return super().forward(x)

@@ -52,11 +52,11 @@ class ModelConfig:
     tie_weights: bool = False
     init_range: float = 0.0    # > 0: every parameter ~ U(-r, r) (Zaremba et al.)
     # AWD-LSTM (Merity et al. 2017); tie_weights with embed_size != hidden_size gives
-    # the last layer embed_size units
+    # the last layer embed_size units (lm; classify too, to start from such an LM)
     dropout_input: float = -1.0   # on the embeddings; < 0 = dropout
     dropout_hidden: float = -1.0  # between recurrent layers; < 0 = dropout
     dropout_embed: float = 0.0    # whole words of the embedding matrix per chunk
-    locked_dropout: bool = False  # one dropout mask per sequence, shared over time
+    locked_dropout: bool = False  # one dropout mask per sequence, shared over time (lm, classify)
     embed_init_range: float = 0.0  # > 0: embedding ~ U(-r, r), decoder bias 0
     # the output layer (lm; rnnkit.models.softmax)
     softmax: str = "full"      # "full" | "sampled" (training; exact eval) | "adaptive"

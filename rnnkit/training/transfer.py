@@ -7,7 +7,9 @@ the embedding rows (and its decoder weight rows when not tied).
 
 * :func:`init_from_lm` copies the LM's recurrent layers (same cell, sizes and options;
   a bidirectional classifier gets them in its forward direction, the reverse direction
-  keeps its random start) and maps the classifier's vocabulary onto the LM's: a word the
+  keeps its random start; an AWD-LSTM LM's per-layer sizes, tied with ``embed_size !=
+  hidden_size``, go to a one-direction classifier given the same ``tie_weights``,
+  ``locked_dropout`` and sizes) and maps the classifier's vocabulary onto the LM's: a word the
   LM knows takes its row; ``<unk>`` takes the LM's ``<unk>`` row; ``<s>`` and ``</s>``
   take the LM's ``<eos>`` row (the LM saw ``<eos>`` between sentences); every other word
   the LM never saw takes the mean of the LM's rows (ULMFiT's choice: a neutral word, not
@@ -77,11 +79,16 @@ def init_from_lm(classifier, vocab, path):
     theirs = {k[len("rnn."):]: v for k, v in weights.items() if k.startswith("rnn.")}
     where = f"the LM in {str(path)!r}"
     if set(mine) != set(theirs):
+        stack = any(name.startswith("layers.") for name in theirs)
         raise ValueError(f"init_from: the classifier's recurrent layers have parameters "
                          f"{sorted(mine)}, {where} has {sorted(theirs)} (cell "
                          f"{lm_config.get('cell')!r}, num_layers "
                          f"{lm_config.get('num_layers')}); use the LM's cell, num_layers "
-                         f"and layer options")
+                         f"and layer options"
+                         + (f", and its layout: tie_weights "
+                            f"{bool(lm_config.get('tie_weights'))}, locked_dropout "
+                            f"{bool(lm_config.get('locked_dropout'))}, bidirectional false"
+                            if stack else ""))
     for name, parameter in mine.items():
         if parameter.shape != theirs[name].shape:
             raise ValueError(f"init_from: recurrent parameter {name} is "

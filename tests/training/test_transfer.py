@@ -217,3 +217,79 @@ def test_cli_lm_to_classifier_with_discriminative_rates_and_gradual_unfreezing(f
     assert torch.equal(weights2["encoder.rnn.weight_hh_l0"], lm_weights["rnn.weight_hh_l0"])
     assert torch.equal(weights2["encoder.embedding.weight"], weights["encoder.embedding.weight"])
     assert not math.isnan(json.loads((out / "results.json").read_text())["test"]["accuracy"])
+
+
+AWD_SIZES = ["--embed_size=8", "--hidden_size=12", "--num_layers=3", "--tie_weights=true",
+             "--locked_dropout=true", "--dropout=0.2"]
+
+
+def test_a_classifier_takes_the_awd_layout_and_its_last_pooling_reads_the_top_layer():
+    torch.manual_seed(0)
+    model = Classifier(30, 2, embed_size=8, hidden_size=12, num_layers=3,
+                       bidirectional=False, pooling="last", last_size=8,
+                       locked_dropout=True, dropout=0.3)
+    assert [layer.hidden_size for layer in model.encoder.rnn.layers] == [12, 12, 8]
+    assert model.encoder.output_size == 8 and model.head.in_features == 8
+    source = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    model.eval()
+    outputs, state = model.encoder(source, lengths)
+    assert outputs.shape == (2, 4, 8) and torch.all(outputs[1, 2:] == 0)
+    pooled = model.encoder.last_hidden(state)
+    assert pooled.shape == (1, 2, 8)
+    assert torch.allclose(pooled[0, 0], outputs[0, 3]) and torch.allclose(pooled[0, 1],
+                                                                          outputs[1, 1])
+    # the second sentence alone gives the same outputs: padding never enters the state
+    alone, _ = model.encoder(source[1:, :2], lengths[1:])
+    assert torch.allclose(alone[0], outputs[1, :2], atol=1e-6)
+    groups = model.layer_groups()
+    assert [len(g) for g in groups] == [2, 4, 4, 4, 1]
+    with pytest.raises(ValueError, match="one direction only, got bidirectional=True"):
+        Classifier(30, 2, embed_size=8, hidden_size=12, last_size=8, bidirectional=True)
+
+
+def test_locked_dropout_on_a_packed_batch_keeps_one_mask_per_sentence():
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from rnnkit.models.awd import LockedDropout
+
+    torch.manual_seed(0)
+    x = torch.ones(3, 5, 16)  # (N, T, F)
+    packed = pack_padded_sequence(x, torch.tensor([5, 2, 4]), batch_first=True,
+                                  enforce_sorted=False)
+    drop = LockedDropout(0.5).train()
+    out, _ = pad_packed_sequence(drop(packed), batch_first=True)
+    for n, length in enumerate((5, 2, 4)):
+        rows = out[n, :length]
+        assert torch.equal(rows, rows[:1].expand_as(rows))  # the same mask at every step
+        assert set(rows[0].tolist()) <= {0.0, 2.0} and 0 < rows[0].count_nonzero() < 16
+    assert not torch.equal(out[0, 0], out[2, 0])  # but one of its own per sentence
+
+
+def test_an_awd_layout_lm_transfers_to_a_one_direction_classifier(files, capsys):
+    root, _ = files
+    lm = root / "awd-lm"
+    assert main(["train", "--task", "lm", "--data", str(root / "lm.txt"), "--level=word",
+                 *AWD_SIZES, "--epochs=1", "--bptt=5", "--batch_size=4",
+                 "--sample_length=0", "--out", str(lm), *QUIET]) == 0
+    lm_weights, _ = weights_of(lm)
+    assert lm_weights["rnn.layers.2.weight_ih_l0"].shape == (32, 12)  # last layer: 8 units
+    base = ["train", "--task", "classify", "--data", str(root / "cls.tsv"), "--epochs=1",
+            "--init-from", str(lm), "--batch_size=16", *QUIET]
+    # the LM's sizes alone (without its layout) are refused, naming what to give
+    assert main([*base, "--embed_size=8", "--hidden_size=12", "--num_layers=3",
+                 "--out", str(root / "awd-bad")]) == 2
+    assert "its layout: tie_weights True, locked_dropout True, bidirectional false" \
+        in capsys.readouterr().err
+    out = root / "awd-cls"
+    assert main([*base, *AWD_SIZES, "--bidirectional=false", "--pooling=concat",
+                 "--gradual-unfreezing", "--layer-lr-decay=2.6", "--out", str(out)]) == 0
+    assert "take the LM's rows" in capsys.readouterr().err
+    weights, meta = weights_of(out, prefer="latest")
+    for name in ("layers.0.weight_hh_l0", "layers.1.weight_ih_l0", "layers.2.weight_hh_l0"):
+        # epoch 1 of gradual unfreezing: only the head trained, the layers are the LM's
+        assert torch.equal(weights[f"encoder.rnn.{name}"], lm_weights[f"rnn.{name}"]), name
+    assert [len(g["params"]) for g in meta["optimizer"]["param_groups"]] == [2, 4, 4, 4, 1]
+    assert weights["head.weight"].shape == (2, 3 * 8)
+    # and it loads back for evaluation with the same layout
+    assert main(["eval", str(out), "--data", str(root / "cls.tsv")]) == 0

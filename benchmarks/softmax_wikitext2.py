@@ -11,6 +11,7 @@ alike; tokens/s counts the training steps only. Then each is scored on the whole
 split with the exact softmax (sampled: the full softmax of its trained decoder)::
 
     python -m benchmarks.softmax_wikitext2 --steps 600 --threads 1
+    python -m benchmarks.softmax_wikitext2 --epochs 1 --threads 1   # the whole split once
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def make_trainer(corpus, softmax, num_samples):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--epochs", type=float, default=0.0,
+                   help="> 0: train this many epochs of the training split instead of --steps")
     p.add_argument("--block", type=int, default=25, help="steps per turn")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--softmax", default="full,sampled")
@@ -57,19 +60,28 @@ def main(argv=None):
     corpus = load_corpus("wikitext-2")
     names = args.softmax.split(",")
     trainers = {name: make_trainer(corpus, name, args.num_samples) for name in names}
+    first = next(iter(trainers.values()))
+    bptt = first.config.train.bptt
+    per_epoch = -(-(first.train_data.size(0) - 1) // bptt)  # the last chunk may be shorter
+    if args.epochs > 0:
+        args.steps = round(args.epochs * per_epoch)
+    print(f"{args.steps} steps = {args.steps / per_epoch:.3f} epochs ({per_epoch} per epoch)",
+          flush=True)
     seconds, losses = {n: 0.0 for n in names}, {n: [] for n in names}
     for start in range(0, args.steps, args.block):
         for name, trainer in trainers.items():
             begin = time.perf_counter()
             for index in range(start, min(start + args.block, args.steps)):
-                inputs, targets = get_batch(trainer.train_data, index, trainer.config.train.bptt)
+                inputs, targets = get_batch(trainer.train_data, index % per_epoch,
+                                            trainer.config.train.bptt)
                 losses[name].append(trainer.step(inputs, targets))
                 trainer.step_count += 1
             seconds[name] += time.perf_counter() - begin
         print(f"step {min(start + args.block, args.steps)}: " + ", ".join(
             f"{n} train loss {sum(losses[n][-args.block:]) / len(losses[n][-args.block:]):.3f}"
             for n in names), flush=True)
-    tokens = args.steps * 20 * 20
+    tokens = sum(get_batch(first.train_data, i % per_epoch, bptt)[0].numel()
+                 for i in range(args.steps))
     rows = {}
     for name, trainer in trainers.items():
         begin = time.perf_counter()

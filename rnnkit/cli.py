@@ -527,6 +527,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# train reads --threads as its config key train.threads, bench has its own flag
+_THREAD_COMMANDS = ("sample", "eval", "predict")
+
+
+def _set_threads(args):
+    """``--threads N`` of sample / eval / predict: torch.set_num_threads(N), N >= 1."""
+    threads = getattr(args, "threads", None)
+    if args.command not in _THREAD_COMMANDS or threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    import torch
+    torch.set_num_threads(threads)
+
+
 def build_parser():
     parser = _Parser(prog="rnnkit", allow_abbrev=False,
                      description="Recurrent neural networks on PyTorch.")
@@ -534,6 +549,10 @@ def build_parser():
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, allow_abbrev=False)
         command.add_arguments(p)
+        if name in _THREAD_COMMANDS:
+            p.add_argument("--threads", type=int, default=None, metavar="N",
+                           help="torch threads for this command (default: torch's own "
+                                "choice; 1 on a shared machine)")
         p.add_argument("--debug", action="store_true",
                        help="show the traceback of an error (also RNNKIT_DEBUG=1)")
     return parser
@@ -586,6 +605,7 @@ def main(argv=None):
     try:
         if extra and not command.overrides:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        _set_threads(args)
         return command.run(args, _parse_overrides(extra))
     except _USER_ERRORS as e:
         if debug:

@@ -122,6 +122,23 @@ def test_checkpoint_of_another_kind_or_corrupted_is_refused(trained, capsys):
     assert "tensors.safetensors' is truncated or corrupted" in err and str(ckpt) in err
 
 
+def test_sample_eval_predict_take_threads_and_check_it(trained, corpus, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        capsys.readouterr()
+        assert main(["eval", str(trained), "--data", str(corpus["test"]), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["sample", str(trained), "--length", "5", "--threads", "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == ("rnnkit sample: error: --threads must be >= 1, got 0")
+    finally:
+        torch.set_num_threads(before)
+    assert main(["predict", "--help"]) == 0
+    assert "--threads N" in capsys.readouterr().out
+
+
 # A training run in a child process that signals itself when its step number `at_step`
 # has run: the signal arrives at a known point of the run, with no polling and no clock.
 SIGNAL_AT_STEP = """

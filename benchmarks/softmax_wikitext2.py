@@ -23,7 +23,7 @@ import torch
 
 from rnnkit.cli import build_lm
 from rnnkit.data.datasets import load_corpus
-from rnnkit.data.text import batchify, get_batch
+from rnnkit.data.text import batchify, get_batch, num_batches
 from rnnkit.training.config import Config, apply_overrides
 from rnnkit.training.metrics import lm_metrics
 from rnnkit.training.trainer import Trainer, evaluate_totals
@@ -62,7 +62,7 @@ def main(argv=None):
     trainers = {name: make_trainer(corpus, name, args.num_samples) for name in names}
     first = next(iter(trainers.values()))
     bptt = first.config.train.bptt
-    per_epoch = -(-(first.train_data.size(0) - 1) // bptt)  # the last chunk may be shorter
+    per_epoch = num_batches(first.train_data, bptt)  # the last chunk may be shorter
     if args.epochs > 0:
         args.steps = round(args.epochs * per_epoch)
     print(f"{args.steps} steps = {args.steps / per_epoch:.3f} epochs ({per_epoch} per epoch)",
@@ -72,8 +72,7 @@ def main(argv=None):
         for name, trainer in trainers.items():
             begin = time.perf_counter()
             for index in range(start, min(start + args.block, args.steps)):
-                inputs, targets = get_batch(trainer.train_data, index % per_epoch,
-                                            trainer.config.train.bptt)
+                inputs, targets = get_batch(trainer.train_data, index % per_epoch, bptt)
                 losses[name].append(trainer.step(inputs, targets))
                 trainer.step_count += 1
             seconds[name] += time.perf_counter() - begin

@@ -27,7 +27,8 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnkit.cells import FAMILIES
 from rnnkit.layers import layer_class
 
-__all__ = ["LockedDropout", "embedding_dropout", "activation_terms", "RecurrentStack"]
+__all__ = ["LockedDropout", "PackedDropout", "embedding_dropout", "activation_terms",
+           "RecurrentStack"]
 
 
 class LockedDropout(nn.Module):
@@ -65,6 +66,15 @@ class LockedDropout(nn.Module):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+class PackedDropout(nn.Dropout):
+    """``nn.Dropout`` that also takes a ``PackedSequence`` (a fresh mask on its data)."""
+
+    def forward(self, x):
+        if isinstance(x, PackedSequence):
+            return x._replace(data=super().forward(x.data))
+        return super().forward(x)
 
 
 def embedding_dropout(embedding, inputs, p, training):
@@ -112,7 +122,10 @@ class RecurrentStack(nn.Module):
     Args:
         cell: a registered family name.
         sizes: ``[input, hidden_1, ..., hidden_L]``.
-        dropout_hidden: locked dropout on the output of every layer but the last.
+        dropout_hidden: dropout on the output of every layer but the last.
+        locked: that dropout keeps one mask per sequence over its steps
+            (:class:`LockedDropout`); False: a fresh mask at every step (``nn.Dropout``,
+            also on a ``PackedSequence``). Default: True.
         **options: passed to every layer (``weight_drop``, ``zoneout``, ...).
 
     The input may also be a ``PackedSequence`` (the classifier's encoder started from
@@ -122,11 +135,11 @@ class RecurrentStack(nn.Module):
 
     bidirectional = False
 
-    def __init__(self, cell, sizes, dropout_hidden=0.0, **options):
+    def __init__(self, cell, sizes, dropout_hidden=0.0, locked=True, **options):
         super().__init__()
         self.layers = nn.ModuleList(layer_class(cell)(sizes[i], sizes[i + 1], **options)
                                     for i in range(len(sizes) - 1))
-        self.between = LockedDropout(dropout_hidden)
+        self.between = (LockedDropout if locked else PackedDropout)(dropout_hidden)
         family = FAMILIES[cell]
         self.parts = 2 if family.states == 2 and family.public_state is None else 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.layers import make_layer
 
@@ -53,10 +53,7 @@ class RecurrentEncoder(nn.Module):
             from rnnkit.models.awd import RecurrentStack
 
             sizes = [embed_size] + [hidden_size] * (num_layers - 1) + [last_size]
-            self.rnn = RecurrentStack(cell, sizes, dropout if locked_dropout else 0.0,
-                                      **options)
-            if not locked_dropout:
-                self.rnn.between = _PackedDropout(dropout)
+            self.rnn = RecurrentStack(cell, sizes, dropout, locked=locked_dropout, **options)
         else:
             self.rnn = make_layer(cell, embed_size, hidden_size, num_layers,
                                   batch_first=True, dropout=dropout if num_layers > 1 else 0.0,
@@ -81,12 +78,3 @@ class RecurrentEncoder(nn.Module):
         outputs, _ = pad_packed_sequence(outputs, batch_first=True,
                                          total_length=tokens.size(1))
         return outputs, state
-
-
-class _PackedDropout(nn.Dropout):
-    """``nn.Dropout`` that also takes a ``PackedSequence`` (on its data)."""
-
-    def forward(self, x):
-        if isinstance(x, PackedSequence):
-            return x._replace(data=super().forward(x.data))
-        return super().forward(x)

@@ -121,10 +121,7 @@ class LanguageModel(nn.Module):
         self.output_size = embed_size if tie_weights else hidden_size
         if arch == "rnn" and (locked_dropout or self.output_size != hidden_size):
             sizes = [embed_size] + [hidden_size] * (num_layers - 1) + [self.output_size]
-            self.rnn = RecurrentStack(cell, sizes, between if locked_dropout else 0.0,
-                                      **options)
-            if not locked_dropout and num_layers > 1:
-                self.rnn.between = nn.Dropout(between)
+            self.rnn = RecurrentStack(cell, sizes, between, locked=locked_dropout, **options)
         elif arch == "rnn":
             self.rnn = layer_class(cell)(embed_size, hidden_size, num_layers,
                                     dropout=between if num_layers > 1 else 0.0, **options)
